@@ -1,0 +1,118 @@
+/**
+ * Egress verification: ask IP-echo endpoints *through the account's proxy*
+ * and report the address they saw. The probe is plumbing end to end: its
+ * tunnel comes from openTunnel and its HTTP exchange uses the original
+ * request function over that socket, so no hook routes it again.
+ */
+import { isIP, type Socket } from 'node:net';
+import type { ConnectionOptions } from 'node:tls';
+import { state } from '../state.js';
+import { EgressMismatchError, SessionProxyError } from '../errors.js';
+import type { ProxyEndpoint, ProxyInfo } from '../proxy/endpoint.js';
+import { openTunnel } from '../tunnel/open-tunnel.js';
+import { secureTunnel } from '../tunnel/secure.js';
+import { targetFromUrl } from '../routing/route.js';
+import { directConnect, markPlumbing } from '../plumbing.js';
+
+/** Public services that answer with the caller's IP, as text or JSON. */
+export const DEFAULT_EGRESS_ENDPOINTS: readonly string[] = [
+  'https://api.ipify.org?format=json',
+  'https://checkip.amazonaws.com/',
+  'https://icanhazip.com/',
+  'https://ifconfig.me/ip',
+];
+
+export interface EgressOptions {
+  /** IP-echo endpoints, tried in order until one answers. @default DEFAULT_EGRESS_ENDPOINTS */
+  endpoints?: readonly string[];
+  /** Fail with EgressMismatchError unless the egress IP equals this. */
+  expectedIp?: string;
+  /** Per endpoint. @default 10000 */
+  timeoutMs?: number;
+  /** TLS options for the endpoints (e.g. a test CA). */
+  requestTls?: ConnectionOptions;
+}
+
+export interface EgressResult {
+  readonly account: string;
+  readonly proxy: ProxyInfo;
+  readonly ip: string;
+  readonly endpoint: string;
+  readonly latencyMs: number;
+}
+
+export async function probeEgress(account: string, proxy: ProxyEndpoint, options: EgressOptions = {}): Promise<EgressResult> {
+  const endpoints = options.endpoints ?? DEFAULT_EGRESS_ENDPOINTS;
+  const failures: string[] = [];
+  for (const endpoint of endpoints) {
+    const started = performance.now();
+    try {
+      const ip = await askIp(endpoint, proxy, account, options);
+      const result: EgressResult = { account, proxy: proxy.info(), ip, endpoint, latencyMs: Math.round(performance.now() - started) };
+      if (options.expectedIp !== undefined && ip !== options.expectedIp) {
+        throw new EgressMismatchError(`egress IP ${ip} does not match the expected ${options.expectedIp}`, { account, proxy });
+      }
+      return result;
+    } catch (err) {
+      if (err instanceof EgressMismatchError) throw err;
+      failures.push(`${endpoint}: ${(err as Error).message}`);
+    }
+  }
+  throw new SessionProxyError(`no egress endpoint answered: ${failures.join('; ')}`, { account, proxy });
+}
+
+/** One endpoint, through `proxy` (or direct when proxy is undefined: compareDirect). */
+export async function askIp(endpoint: string, proxy: ProxyEndpoint | undefined, account: string | undefined, options: EgressOptions): Promise<string> {
+  const url = new URL(endpoint);
+  const secure = url.protocol === 'https:';
+  const target = targetFromUrl(url);
+  const timeoutMs = options.timeoutMs ?? 10_000;
+  const signal = AbortSignal.timeout(timeoutMs);
+  const raw: Socket = proxy ? await openTunnel(proxy, target, { account, signal }) : await connectDirect(target, signal);
+  const socket = secure ? secureTunnel(raw, target.host, { ...options.requestTls, ALPNProtocols: ['http/1.1'] }) : raw;
+  const body = await new Promise<string>((resolve, reject) => {
+    const req = state.originals.httpRequest(
+      markPlumbing({
+        host: target.host,
+        port: target.port,
+        path: `${url.pathname}${url.search}`,
+        method: 'GET',
+        headers: { accept: 'application/json, text/plain', connection: 'close', host: url.host },
+        createConnection: () => socket,
+        signal,
+      }),
+      (res) => {
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (c: string) => { if (text.length < 4096) text += c; });
+        res.on('end', () => (res.statusCode === 200 ? resolve(text) : reject(new Error(`HTTP ${res.statusCode}`))));
+        res.on('error', reject);
+      },
+    );
+    req.on('error', reject);
+    req.end();
+  }).finally(() => socket.destroy());
+  return parseIp(body);
+}
+
+function connectDirect(target: { host: string; port: number }, signal: AbortSignal): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const socket = directConnect({ host: target.host, port: target.port, signal });
+    socket.once('connect', () => resolve(socket));
+    socket.once('error', reject);
+  });
+}
+
+/** Text (`1.2.3.4\n`) or JSON (`{"ip": …}`, `{"origin": …}`, `{"query": …}`). */
+export function parseIp(body: string): string {
+  const text = body.trim();
+  let candidate = text;
+  if (text.startsWith('{')) {
+    const json = JSON.parse(text) as Record<string, unknown>;
+    candidate = String(json.ip ?? json.origin ?? json.query ?? json.address ?? '');
+  }
+  candidate = candidate.replace(/^::ffff:/, '');
+  if (!isIP(candidate)) throw new Error(`endpoint answered something that is not an IP address: ${JSON.stringify(text.slice(0, 60))}`);
+  return candidate;
+}
+

@@ -1,0 +1,143 @@
+/**
+ * Typed errors. One base class, one subclass per failure, each with a stable
+ * `code`. `instanceof` works across the ESM and CJS copies of the library (and
+ * across duplicate installs) because it is keyed on a `Symbol.for` brand, not
+ * on class identity — the same trick undici uses.
+ *
+ * Messages name the account and the *redacted* proxy; a password never
+ * reaches a message because proxies are only ever stringified through their
+ * redacting `toString()`.
+ */
+
+const kKinds = Symbol.for('session-proxy.error.kinds');
+
+/** Anything that prints itself redacted (a ProxyEndpoint) or an already redacted string. */
+export type RedactedProxy = { toString(): string } | string;
+
+export interface SessionProxyErrorOptions {
+  cause?: unknown;
+  /** The account whose traffic failed. */
+  account?: string;
+  /** The proxy involved, printed redacted. */
+  proxy?: RedactedProxy;
+  /** The target `host:port` the caller wanted to reach. */
+  target?: string;
+}
+
+export class SessionProxyError extends Error {
+  static readonly kind: string = 'SessionProxyError';
+  readonly code: string = 'SP_ERR';
+  readonly account: string | undefined;
+  /** Redacted proxy URL, if a proxy was involved. */
+  readonly proxy: string | undefined;
+  readonly target: string | undefined;
+
+  constructor(message: string, options: SessionProxyErrorOptions = {}) {
+    super(withContext(message, options), options.cause === undefined ? undefined : { cause: options.cause });
+    this.account = options.account;
+    this.proxy = options.proxy === undefined ? undefined : String(options.proxy);
+    this.target = options.target;
+    const kinds: string[] = [];
+    for (let c: any = new.target; c && c.kind; c = Object.getPrototypeOf(c)) {
+      if (!kinds.includes(c.kind)) kinds.push(c.kind);
+    }
+    Object.defineProperty(this, kKinds, { value: kinds, enumerable: false });
+    Object.defineProperty(this, 'name', { value: new.target.kind, enumerable: false, configurable: true, writable: true });
+  }
+
+  static override [Symbol.hasInstance](value: unknown): boolean {
+    if (value === null || typeof value !== 'object') return false;
+    const kinds = (value as Record<symbol, unknown>)[kKinds];
+    return Array.isArray(kinds) && kinds.includes((this as unknown as { kind: string }).kind);
+  }
+}
+
+function withContext(message: string, o: SessionProxyErrorOptions): string {
+  const parts: string[] = [];
+  if (o.account !== undefined) parts.push(`account "${o.account}"`);
+  if (o.proxy !== undefined) parts.push(`proxy ${String(o.proxy)}`);
+  if (o.target !== undefined) parts.push(`target ${o.target}`);
+  return parts.length ? `${message} (${parts.join(', ')})` : message;
+}
+
+/** A proxy URL, vendor line or object could not be parsed. */
+export class ProxyUrlError extends SessionProxyError {
+  static override readonly kind = 'ProxyUrlError';
+  override readonly code = 'SP_ERR_PROXY_URL';
+}
+
+/** Options or a config file are invalid. */
+export class ConfigError extends SessionProxyError {
+  static override readonly kind = 'ConfigError';
+  override readonly code = 'SP_ERR_CONFIG';
+}
+
+/** `withProxy`/`rotate`/… named an account that is not configured. */
+export class UnknownAccountError extends SessionProxyError {
+  static override readonly kind = 'UnknownAccountError';
+  override readonly code = 'SP_ERR_UNKNOWN_ACCOUNT';
+}
+
+/** Another manager is installed in this process. */
+export class AlreadyInstalledError extends SessionProxyError {
+  static override readonly kind = 'AlreadyInstalledError';
+  override readonly code = 'SP_ERR_ALREADY_INSTALLED';
+}
+
+/** A module-level helper was called with no manager installed. */
+export class NotInstalledError extends SessionProxyError {
+  static override readonly kind = 'NotInstalledError';
+  override readonly code = 'SP_ERR_NOT_INSTALLED';
+}
+
+/** The proxy could not be reached, refused the tunnel, or timed out. */
+export class ProxyConnectError extends SessionProxyError {
+  static override readonly kind: string = 'ProxyConnectError';
+  override readonly code: string = 'SP_ERR_PROXY_CONNECT';
+  /** HTTP status the proxy answered to CONNECT, or the SOCKS reply code. */
+  readonly status: number | undefined;
+  constructor(message: string, options: SessionProxyErrorOptions & { status?: number } = {}) {
+    super(message, options);
+    this.status = options.status;
+  }
+}
+
+/** The proxy refused the credentials (HTTP 407/401, SOCKS auth failure). */
+export class ProxyAuthError extends ProxyConnectError {
+  static override readonly kind = 'ProxyAuthError';
+  override readonly code = 'SP_ERR_PROXY_AUTH';
+}
+
+/** Every proxy of an account's pool is down or in cooldown. */
+export class ProxyUnavailableError extends SessionProxyError {
+  static override readonly kind = 'ProxyUnavailableError';
+  override readonly code = 'SP_ERR_PROXY_UNAVAILABLE';
+}
+
+/** A connection would have left from the wrong IP (direct, or another account's proxy) and was refused. */
+export class LeakBlockedError extends SessionProxyError {
+  static override readonly kind = 'LeakBlockedError';
+  override readonly code = 'SP_ERR_LEAK_BLOCKED';
+}
+
+/** The egress IP seen through the proxy is not the expected one. */
+export class EgressMismatchError extends SessionProxyError {
+  static override readonly kind = 'EgressMismatchError';
+  override readonly code = 'SP_ERR_EGRESS_MISMATCH';
+}
+
+/** The egress IP through the proxy equals the direct one: the proxy is transparent, or the route leaks. */
+export class EgressLeakError extends SessionProxyError {
+  static override readonly kind = 'EgressLeakError';
+  override readonly code = 'SP_ERR_EGRESS_LEAK';
+}
+
+/** Walks an error's `cause` chain (fetch wraps ours in `TypeError('fetch failed')`) and returns the first SessionProxyError. */
+export function findSessionProxyError(error: unknown): SessionProxyError | undefined {
+  const seen = new Set<unknown>();
+  for (let e: unknown = error; e && typeof e === 'object' && !seen.has(e); e = (e as { cause?: unknown }).cause) {
+    seen.add(e);
+    if (e instanceof SessionProxyError) return e;
+  }
+  return undefined;
+}

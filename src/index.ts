@@ -1,0 +1,27 @@
+export { SessionProxyManager } from './manager.js';
+export type { RotateOptions, RotateEvent, SessionProxyEvents } from './manager.js';
+export type { SessionProxyOptions, ProxySpec } from './options.js';
+export { install, getManager, withProxy, rotate, verifyEgress, uninstall } from './global.js';
+export { parseProxy, parseProxyList } from './proxy/parse.js';
+export { ProxyEndpoint, isProxyEndpoint } from './proxy/endpoint.js';
+export type { ProxyInput, ProxyInfo, ProxyProtocol, ProxyObjectInput, ProxyTlsOptions, ParseOptions } from './proxy/endpoint.js';
+export { NoProxyMatcher, LOOPBACK_NO_PROXY } from './proxy/no-proxy.js';
+export { DEFAULT_EGRESS_ENDPOINTS } from './egress/verify.js';
+export type { EgressOptions, EgressResult } from './egress/verify.js';
+export type { LeakEvent } from './routing/leak-policy.js';
+export { channels } from './diagnostics.js';
+export {
+  SessionProxyError,
+  ProxyUrlError,
+  ConfigError,
+  UnknownAccountError,
+  AlreadyInstalledError,
+  NotInstalledError,
+  ProxyConnectError,
+  ProxyAuthError,
+  ProxyUnavailableError,
+  LeakBlockedError,
+  EgressMismatchError,
+  EgressLeakError,
+  findSessionProxyError,
+} from './errors.js';

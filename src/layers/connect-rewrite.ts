@@ -1,0 +1,91 @@
+/**
+ * An env-reading client (grpc-js, an SDK using proxy-from-env) sent
+ * `CONNECT target` to a configured proxy because we exported it in
+ * HTTPS_PROXY. Route the *target* by the table instead: the client gets a
+ * stand-in socket that answers its CONNECT with 200 once the real tunnel is
+ * up through the proxy the table names (any protocol, SOCKS included), then
+ * relays bytes. The client's own proxy credentials never leave the process.
+ */
+import type * as http from 'node:http';
+import { Duplex } from 'node:stream';
+import type { Socket } from 'node:net';
+import { state } from '../state.js';
+import { openTunnel } from '../tunnel/open-tunnel.js';
+import type { Target } from '../routing/route.js';
+import type { HttpLayerDeps } from './http.js';
+import type { RequestOptions, ResponseCallback } from './http-args.js';
+
+export function connectViaAccountProxy(deps: HttpLayerDeps, options: RequestOptions, callback: ResponseCallback | undefined, target: Target): http.ClientRequest {
+  const route = deps.router.resolve(target);
+  const original = state.originals.httpRequest;
+  if (route.kind === 'direct') return original(options, callback);
+  if (route.kind === 'blocked') {
+    const error = deps.leaks.violation({ layer: 'http', route, target, reason: route.reason });
+    if (!error) return original(options, callback);
+    const stand = new TunnelStandIn(Promise.reject(error));
+    return original({ ...options, agent: undefined, createConnection: () => stand as unknown as Socket }, callback);
+  }
+  const stand = new TunnelStandIn(openTunnel(route.proxy, target, { account: route.account }));
+  const routed: RequestOptions = { ...options, agent: undefined, createConnection: () => stand as unknown as Socket };
+  return original(routed, callback);
+}
+
+/** Swallows the client's CONNECT request head, answers 200 when the tunnel is up, then relays. */
+class TunnelStandIn extends Duplex {
+  private tunnel: Socket | undefined;
+  private headSeen = false;
+  private pending: Buffer[] = [];
+
+  constructor(tunnel: Promise<Socket>) {
+    super();
+    tunnel.then(
+      (socket) => {
+        this.tunnel = socket;
+        socket.on('data', (chunk: Buffer) => { if (!this.push(chunk)) socket.pause(); });
+        socket.on('end', () => this.push(null));
+        socket.on('error', (err) => this.destroy(err));
+        socket.on('close', () => this.destroy());
+        this.push(Buffer.from('HTTP/1.1 200 Connection established\r\n\r\n'));
+        for (const chunk of this.pending) socket.write(chunk);
+        this.pending = [];
+      },
+      (err: Error) => this.destroy(err),
+    );
+  }
+
+  override _read(): void {
+    this.tunnel?.resume();
+  }
+
+  override _write(chunk: Buffer, _enc: BufferEncoding, done: (err?: Error | null) => void): void {
+    if (!this.headSeen) {
+      // The first write is the CONNECT request head, meant for the proxy we replace.
+      const end = chunk.indexOf('\r\n\r\n');
+      if (end === -1) return done();
+      this.headSeen = true;
+      chunk = chunk.subarray(end + 4);
+      if (!chunk.length) return done();
+    }
+    if (this.tunnel) this.tunnel.write(chunk, () => done());
+    else {
+      this.pending.push(chunk);
+      done();
+    }
+  }
+
+  override _final(done: (err?: Error | null) => void): void {
+    this.tunnel?.end();
+    done();
+  }
+
+  override _destroy(err: Error | null, done: (err?: Error | null) => void): void {
+    this.tunnel?.destroy();
+    done(err);
+  }
+
+  setNoDelay(): this { this.tunnel?.setNoDelay(true); return this; }
+  setKeepAlive(): this { return this; }
+  setTimeout(): this { return this; }
+  ref(): this { return this; }
+  unref(): this { return this; }
+}

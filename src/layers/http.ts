@@ -1,0 +1,128 @@
+/**
+ * Layer 3 — http / https. `request` and `get` of both modules are replaced
+ * (and `syncBuiltinESMExports()` makes ESM named imports see it). Each call
+ * is routed when it is created, in the caller's async context:
+ * - proxy → the (account, proxy) keep-alive agent is *forced* in, replacing
+ *   any agent the caller passed and defeating `createConnection` (ws passes
+ *   one); every connection, upgrades included, is a CONNECT/SOCKS tunnel;
+ * - direct → the call goes through untouched;
+ * - blocked → the request fails with LeakBlockedError through its agent, so
+ *   the caller sees an ordinary `error` event.
+ * Requests addressed to a configured proxy itself (env-reading clients) are
+ * first turned back into requests for their real target (env-proxied.ts).
+ */
+// Default imports: the real module objects (a namespace import is read-only in
+// ESM and a copy in the CJS build, so patching it would reach nobody).
+import http from 'node:http';
+import https from 'node:https';
+import { syncBuiltinESMExports } from 'node:module';
+import type { Socket } from 'node:net';
+import { state } from '../state.js';
+import { isMarkedPlumbing } from '../plumbing.js';
+import type { ConnectionPools } from '../pools/connection-pools.js';
+import type { Router } from '../routing/router.js';
+import type { LeakPolicy } from '../routing/leak-policy.js';
+import type { Target } from '../routing/route.js';
+import { normalizeRequestArgs, requestTarget, type RequestOptions, type ResponseCallback } from './http-args.js';
+import { recoverProxiedTarget } from './env-proxied.js';
+import { connectViaAccountProxy } from './connect-rewrite.js';
+
+export interface HttpLayerDeps {
+  readonly router: Router;
+  readonly pools: ConnectionPools;
+  readonly leaks: LeakPolicy;
+  /** Is a configured proxy (of any account) listening at this address? */
+  readonly isProxyAddress: (target: Target) => boolean;
+  /** Called on every routed request (re-asserts the undici dispatcher). */
+  readonly onRequest?: () => void;
+}
+
+type RequestFn = typeof http.request;
+
+export function installHttp(deps: HttpLayerDeps): () => void {
+  const o = state.originals;
+  const originalFor = (secure: boolean): RequestFn => (secure ? o.httpsRequest : o.httpRequest) as RequestFn;
+
+  const route = (secure: boolean, args: unknown[]): http.ClientRequest => {
+    const first = args[0];
+    if (isMarkedPlumbing(first) || isMarkedPlumbing(args[1])) return (originalFor(secure) as (...a: unknown[]) => http.ClientRequest)(...args);
+    deps.onRequest?.();
+    let { options, callback } = normalizeRequestArgs(args);
+    if (options.socketPath) return originalFor(secure)(options, callback);
+
+    let target = requestTarget(options, secure);
+    if (deps.isProxyAddress(target)) {
+      const recovered = recoverProxiedTarget(options);
+      if (recovered.kind === 'absolute') {
+        options = recovered.options;
+        secure = recovered.secure;
+        target = requestTarget(options, secure);
+      } else if (recovered.kind === 'connect') {
+        return connectViaAccountProxy(deps, options, callback, { host: recovered.host, port: recovered.port });
+      }
+    }
+    return send(deps, originalFor(secure), secure, options, callback, target);
+  };
+
+  const patchedHttpRequest = function request(...args: unknown[]) { return route(false, args); } as RequestFn;
+  const patchedHttpsRequest = function request(...args: unknown[]) { return route(true, args); } as RequestFn;
+  const getVia = (request: RequestFn): RequestFn =>
+    function get(...args: unknown[]) {
+      const req = (request as (...a: unknown[]) => http.ClientRequest)(...args);
+      req.end();
+      return req;
+    } as RequestFn;
+
+  const set = (mod: object, name: 'request' | 'get', fn: RequestFn): void => {
+    (mod as Record<string, unknown>)[name] = fn;
+  };
+  set(http, 'request', patchedHttpRequest);
+  set(http, 'get', getVia(patchedHttpRequest));
+  set(https, 'request', patchedHttpsRequest);
+  set(https, 'get', getVia(patchedHttpsRequest));
+  syncBuiltinESMExports();
+
+  return () => {
+    set(http, 'request', o.httpRequest);
+    set(http, 'get', o.httpGet);
+    set(https, 'request', o.httpsRequest);
+    set(https, 'get', o.httpsGet);
+    syncBuiltinESMExports();
+  };
+}
+
+function send(deps: HttpLayerDeps, original: RequestFn, secure: boolean, options: RequestOptions, callback: ResponseCallback | undefined, target: Target): http.ClientRequest {
+  const route = deps.router.resolve(target);
+  if (route.kind === 'direct') return original(options, callback);
+  if (route.kind === 'proxy') {
+    const foreign = route.scoped && deps.isProxyAddress(target) ? deps.router.foreignProxyAt(target, route.account) : undefined;
+    if (!foreign) {
+      const routed: RequestOptions = { ...options, agent: deps.pools.agent(route.account, route.proxy, secure) };
+      delete (routed as { createConnection?: unknown }).createConnection;
+      return original(routed, callback);
+    }
+    const error = deps.leaks.violation({ layer: 'http', route, target, reason: `connection to another account's proxy ${foreign}` });
+    return error ? failWith(original, options, callback, error) : original(options, callback);
+  }
+  const error = deps.leaks.violation({ layer: 'http', route, target, reason: route.reason });
+  return error ? failWith(original, options, callback, error) : original(options, callback);
+}
+
+/** An agent whose every connection fails with `error`: the request emits it as an ordinary 'error'. */
+class FailingAgent extends http.Agent {
+  constructor(private readonly error: Error) {
+    super({ keepAlive: false });
+  }
+  override createConnection(_options: unknown, cb?: (err: Error | null, socket: Socket) => void): undefined {
+    process.nextTick(() => cb?.(this.error, undefined as never));
+    return undefined;
+  }
+}
+
+function failWith(original: RequestFn, options: RequestOptions, callback: ResponseCallback | undefined, error: Error): http.ClientRequest {
+  const agent = new FailingAgent(error);
+  (agent as { protocol?: string }).protocol = (original === state.originals.httpsRequest ? 'https:' : 'http:');
+  const routed: RequestOptions = { ...options, agent };
+  delete (routed as { createConnection?: unknown }).createConnection;
+  return original(routed, callback);
+}

@@ -1,0 +1,122 @@
+/**
+ * Layer 2 — undici. A routing Dispatcher installed as the global dispatcher
+ * under both symbols: `undici.globalDispatcher.1` (Node's bundled fetch and
+ * WebSocket, npm undici 7) and `.2` (npm undici 7.27+/8). Per request it asks
+ * the router (synchronously, in the caller's async context) and delegates to
+ * the (account, proxy) pool, or to the previous dispatcher for direct
+ * traffic. Another copy of undici can overwrite the symbols silently:
+ * `reassert()` is called at the points we control.
+ */
+import { Agent, Dispatcher } from 'undici';
+import type { ConnectionPools } from '../pools/connection-pools.js';
+import type { Router } from '../routing/router.js';
+import { targetFromUrl } from '../routing/route.js';
+import type { LeakPolicy } from '../routing/leak-policy.js';
+
+const SYMBOLS = [Symbol.for('undici.globalDispatcher.1'), Symbol.for('undici.globalDispatcher.2')] as const;
+
+type Handler = Parameters<Dispatcher['dispatch']>[1];
+type Options = Parameters<Dispatcher['dispatch']>[0];
+
+export class RoutingDispatcher extends Dispatcher {
+  constructor(
+    private readonly router: Router,
+    private readonly pools: ConnectionPools,
+    private readonly direct: Dispatcher,
+    private readonly leaks: LeakPolicy,
+  ) {
+    super();
+  }
+
+  override dispatch(opts: Options, handler: Handler): boolean {
+    return this.choose(opts).dispatch(opts, handler);
+  }
+
+  private choose(opts: Options): Dispatcher {
+    const target = targetFromUrl(String(opts.origin));
+    const route = this.router.resolve(target);
+    if (route.kind === 'proxy') {
+      const foreign = route.scoped ? this.router.foreignProxyAt(target, route.account) : undefined;
+      if (!foreign) return this.pools.dispatcher(route.account, route.proxy);
+      const error = this.leaks.violation({ layer: 'undici', route, target, reason: `connection to another account's proxy ${foreign}` });
+      return error ? failingDispatcher(error) : this.direct;
+    }
+    if (route.kind === 'blocked') {
+      const error = this.leaks.violation({ layer: 'undici', route, target, reason: route.reason });
+      return error ? failingDispatcher(error) : this.direct;
+    }
+    return this.direct;
+  }
+
+  override close(): Promise<void>;
+  override close(callback: () => void): void;
+  override close(callback?: () => void): Promise<void> | void {
+    // Pools are owned by the manager; closing the router closes nothing shared.
+    const done = Promise.resolve();
+    if (callback) void done.then(callback);
+    else return done;
+  }
+
+  override destroy(): Promise<void>;
+  override destroy(err: Error | null): Promise<void>;
+  override destroy(callback: () => void): void;
+  override destroy(err: Error | null, callback: () => void): void;
+  override destroy(a?: unknown, b?: unknown): Promise<void> | void {
+    const callback = typeof a === 'function' ? a : typeof b === 'function' ? b : undefined;
+    const done = Promise.resolve();
+    if (callback) void done.then(callback as () => void);
+    else return done;
+  }
+}
+
+/** Fails the request through undici's own machinery (a connect error), so every handler style and client sees a normal error. */
+function failingDispatcher(error: Error): Dispatcher {
+  const agent = new Agent({ connect: (_opts, cb) => cb(error, null) });
+  // The agent exists for this one request; drop its pool once it has failed.
+  setImmediate(() => void agent.close().catch(() => undefined));
+  return agent;
+}
+
+export class UndiciLayer {
+  private readonly previous = SYMBOLS.map((s) => (globalThis as Record<symbol, unknown>)[s]);
+
+  constructor(readonly dispatcher: RoutingDispatcher) {}
+
+  /** The dispatcher that was global before install: direct traffic keeps using it. */
+  static previousDirect(): Dispatcher {
+    const prev = (globalThis as Record<symbol, unknown>)[SYMBOLS[0]] as Dispatcher | undefined;
+    return prev && typeof prev.dispatch === 'function' ? prev : new Agent();
+  }
+
+  install(): () => void {
+    this.reassert();
+    return () => {
+      SYMBOLS.forEach((s, i) => {
+        // Never leave the slot empty: Node 20's next fetch would crash.
+        const value = this.previous[i] ?? this.previous[0] ?? new Agent();
+        define(s, value);
+      });
+    };
+  }
+
+  /** Puts the routing dispatcher back if another copy of undici replaced it. Returns true when it had to. */
+  reassert(): boolean {
+    let changed = false;
+    for (const s of SYMBOLS) {
+      if ((globalThis as Record<symbol, unknown>)[s] !== this.dispatcher) {
+        define(s, this.dispatcher);
+        changed = true;
+      }
+    }
+    return changed;
+  }
+}
+
+function define(symbol: symbol, value: unknown): void {
+  const desc = Object.getOwnPropertyDescriptor(globalThis, symbol);
+  if (!desc || desc.configurable) {
+    Object.defineProperty(globalThis, symbol, { value, writable: true, enumerable: false, configurable: false });
+  } else {
+    (globalThis as Record<symbol, unknown>)[symbol] = value;
+  }
+}

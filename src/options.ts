@@ -1,0 +1,53 @@
+import type { ConnectionOptions } from 'node:tls';
+import type { ProxyInput, ProxyProtocol } from './proxy/endpoint.js';
+
+/** One proxy, or a pool of them (the first is active; rotate() and failover move on). */
+export type ProxySpec = ProxyInput | readonly ProxyInput[];
+
+export interface SessionProxyOptions {
+  /**
+   * The default pool: traffic outside any `withProxy` scope leaves through it
+   * (the reserved account `default`).
+   * @example 'http://user:pass@10.0.0.5:8080'
+   */
+  proxy?: ProxySpec;
+  /**
+   * One proxy or pool per account.
+   * @example { alice: 'socks5h://a:pw@10.0.0.6:1080', bob: ['http://10.0.0.7:3128', 'http://10.0.0.8:3128'] }
+   */
+  accounts?: Record<string, ProxySpec>;
+  /**
+   * Targets that go direct. A given list replaces the loopback default;
+   * `[]` routes loopback too. Outside scopes, the operator's env NO_PROXY
+   * also applies; inside account scopes it does not.
+   * @default ['localhost', '127.0.0.0/8', '::1']
+   */
+  noProxy?: string | readonly string[];
+  /**
+   * Never send traffic direct when a proxy was due: such requests fail with
+   * LeakBlockedError. `false` lets them go direct with a `leak` event.
+   * @default true
+   */
+  strict?: boolean;
+  /**
+   * Refuse traffic outside any scope when no default proxy is set.
+   * @default false
+   */
+  requireScope?: boolean;
+  /**
+   * Export the default proxy as HTTP_PROXY/HTTPS_PROXY/ALL_PROXY/NO_PROXY
+   * (both cases) while installed.
+   * @default true
+   */
+  env?: boolean;
+  /**
+   * Scheme for vendor `host:port` proxies.
+   * @default 'http'
+   */
+  defaultProtocol?: ProxyProtocol;
+  /**
+   * TLS options for connections to *targets* opened by the fetch/undici
+   * layer (the http layer uses each request's own options), e.g. `{ ca }`.
+   */
+  requestTls?: ConnectionOptions;
+}

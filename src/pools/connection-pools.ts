@@ -1,0 +1,112 @@
+/**
+ * The connection pools of each (account, proxy identity): an undici Agent for
+ * fetch/undici traffic and an http/https Agent pair for http.request traffic,
+ * created lazily. Keying by account *and* identity (credentials included)
+ * means a keep-alive socket opened for one account can never carry another
+ * account's request.
+ *
+ * Retiring a pool (rotate, removeAccount, uninstall) closes its idle sockets
+ * at once and lets in-flight requests finish on the old proxy; `destroy`
+ * also cuts long-lived sockets (WebSockets, streams).
+ */
+import type { Socket } from 'node:net';
+import type { ConnectionOptions } from 'node:tls';
+import { Agent as UndiciAgent, type Dispatcher } from 'undici';
+import type * as http from 'node:http';
+import type { ProxyEndpoint } from '../proxy/endpoint.js';
+import { tunnelConnector } from './tunnel-connector.js';
+import { HttpTunnelAgent, HttpsTunnelAgent, type TunnelAgentOptions } from './tunnel-agents.js';
+
+class ProxyConnections {
+  dispatcher: UndiciAgent | undefined;
+  httpAgent: HttpTunnelAgent | undefined;
+  httpsAgent: HttpsTunnelAgent | undefined;
+  /** Every socket these pools opened and that is still open. */
+  readonly sockets = new Set<Socket>();
+  readonly tunnel: TunnelAgentOptions;
+
+  constructor(readonly account: string, readonly proxy: ProxyEndpoint, private readonly requestTls: ConnectionOptions | undefined) {
+    this.tunnel = { proxy, account, onSocket: (s) => this.track(s) };
+  }
+
+  private track(socket: Socket): void {
+    this.sockets.add(socket);
+    socket.once('close', () => this.sockets.delete(socket));
+  }
+
+  undici(): UndiciAgent {
+    return (this.dispatcher ??= new UndiciAgent({ connect: tunnelConnector({ ...this.tunnel, requestTls: this.requestTls }) }));
+  }
+
+  agent(secure: boolean): http.Agent {
+    return secure ? (this.httpsAgent ??= new HttpsTunnelAgent(this.tunnel)) : (this.httpAgent ??= new HttpTunnelAgent(this.tunnel));
+  }
+
+  /** Closes idle sockets now; in-flight requests finish, then their sockets close. Returns how many sockets were cut (destroy). */
+  async retire(destroy: boolean): Promise<number> {
+    for (const agent of [this.httpAgent, this.httpsAgent]) {
+      if (!agent) continue;
+      agent.keepSocketAlive = () => false;
+      for (const list of Object.values(agent.freeSockets)) for (const s of list ?? []) s.destroy();
+    }
+    let cut = 0;
+    if (destroy) {
+      for (const s of this.sockets) {
+        s.destroy();
+        cut++;
+      }
+      await this.dispatcher?.destroy();
+    } else {
+      await this.dispatcher?.close();
+    }
+    return cut;
+  }
+}
+
+export class ConnectionPools {
+  private readonly pools = new Map<string, ProxyConnections>();
+
+  constructor(private readonly requestTls?: ConnectionOptions) {}
+
+  private of(account: string, proxy: ProxyEndpoint): ProxyConnections {
+    const key = `${account}\0${proxy.identityKey}`;
+    let pool = this.pools.get(key);
+    if (!pool) {
+      pool = new ProxyConnections(account, proxy, this.requestTls);
+      this.pools.set(key, pool);
+    }
+    return pool;
+  }
+
+  dispatcher(account: string, proxy: ProxyEndpoint): Dispatcher {
+    return this.of(account, proxy).undici();
+  }
+
+  agent(account: string, proxy: ProxyEndpoint, secure: boolean): http.Agent {
+    return this.of(account, proxy).agent(secure);
+  }
+
+  /** Retires the pools of `account` (all of them, or only those of `proxy`). */
+  async retire(account: string, proxy?: ProxyEndpoint, destroy = false): Promise<number> {
+    let cut = 0;
+    for (const [key, pool] of this.pools) {
+      if (pool.account !== account || (proxy && pool.proxy.identityKey !== proxy.identityKey)) continue;
+      this.pools.delete(key);
+      cut += await pool.retire(destroy);
+    }
+    return cut;
+  }
+
+  async retireAll(destroy = false): Promise<void> {
+    const all = [...this.pools.values()];
+    this.pools.clear();
+    await Promise.all(all.map((p) => p.retire(destroy)));
+  }
+
+  /** Open sockets per account (for stats and tests). */
+  openSockets(account?: string): number {
+    let n = 0;
+    for (const pool of this.pools.values()) if (account === undefined || pool.account === account) n += pool.sockets.size;
+    return n;
+  }
+}

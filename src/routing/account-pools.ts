@@ -1,0 +1,78 @@
+/**
+ * Accounts and their proxy pools. An account is sticky: all its traffic uses
+ * its active proxy until rotate() (or failover) moves it on. The default pool
+ * (option `proxy`) is the reserved account `default`.
+ */
+import { ConfigError, UnknownAccountError } from '../errors.js';
+import type { ProxyEndpoint } from '../proxy/endpoint.js';
+import type { Target } from './route.js';
+
+export const DEFAULT_ACCOUNT = 'default';
+
+export interface AccountPool {
+  readonly name: string;
+  readonly proxies: readonly ProxyEndpoint[];
+  active: number;
+}
+
+export class AccountPools {
+  private readonly pools = new Map<string, AccountPool>();
+
+  has(account: string): boolean {
+    return this.pools.has(account);
+  }
+
+  get(account: string): AccountPool | undefined {
+    return this.pools.get(account);
+  }
+
+  /** @throws UnknownAccountError */
+  require(account: string): AccountPool {
+    const pool = this.pools.get(account);
+    if (!pool) {
+      const known = [...this.pools.keys()].map((n) => `"${n}"`).join(', ') || 'none';
+      throw new UnknownAccountError(`unknown account "${account}" (configured: ${known})`);
+    }
+    return pool;
+  }
+
+  active(account: string): ProxyEndpoint {
+    const pool = this.require(account);
+    return pool.proxies[pool.active];
+  }
+
+  set(account: string, proxies: readonly ProxyEndpoint[]): AccountPool {
+    if (proxies.length === 0) throw new ConfigError(`account "${account}" has an empty proxy pool`);
+    const pool: AccountPool = { name: account, proxies, active: 0 };
+    this.pools.set(account, pool);
+    return pool;
+  }
+
+  delete(account: string): AccountPool | undefined {
+    const pool = this.pools.get(account);
+    this.pools.delete(account);
+    return pool;
+  }
+
+  names(): string[] {
+    return [...this.pools.keys()];
+  }
+
+  all(): IterableIterator<AccountPool> {
+    return this.pools.values();
+  }
+
+  /** A proxy of another account listening at target (see Router.foreignProxyAt). */
+  proxyAt(target: Target, except: string): ProxyEndpoint | undefined {
+    const host = target.host.toLowerCase();
+    const at = (p: ProxyEndpoint): boolean => p.host === host && p.port === target.port;
+    const pool = this.pools.get(except);
+    // The account's own active proxy is its legitimate way out, whatever else listens there.
+    if (pool && at(pool.proxies[pool.active])) return undefined;
+    for (const other of this.pools.values()) {
+      const found = other.proxies.find(at);
+      if (found) return found;
+    }
+    return undefined;
+  }
+}

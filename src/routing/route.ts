@@ -1,0 +1,36 @@
+import type { ProxyEndpoint } from '../proxy/endpoint.js';
+
+/** A connection's destination as the caller named it. */
+export interface Target {
+  readonly host: string;
+  readonly port: number;
+}
+
+/** What the routing table decided for one request or connection. */
+export type Route =
+  | { readonly kind: 'proxy'; readonly account: string; readonly proxy: ProxyEndpoint; readonly scoped: boolean }
+  | { readonly kind: 'direct'; readonly account: string | undefined; readonly reason: DirectReason }
+  | { readonly kind: 'blocked'; readonly account: string | undefined; readonly reason: string };
+
+export type DirectReason = 'no-proxy' | 'env-no-proxy' | 'unscoped' | 'not-strict';
+
+/** Default ports by URL scheme, for targets given as URLs or origins. */
+export function defaultPort(protocol: string): number {
+  switch (protocol) {
+    case 'https:':
+    case 'wss:':
+      return 443;
+    default:
+      return 80;
+  }
+}
+
+/** `[::1]` → `::1`: targets are compared and tunnelled with bare IPv6 literals. */
+export function unbracket(host: string): string {
+  return host.startsWith('[') && host.endsWith(']') ? host.slice(1, -1) : host;
+}
+
+export function targetFromUrl(url: URL | string): Target {
+  const u = typeof url === 'string' ? new URL(url) : url;
+  return { host: unbracket(u.hostname), port: u.port ? Number(u.port) : defaultPort(u.protocol) };
+}

@@ -1,0 +1,62 @@
+/**
+ * The routing table — the one decision every layer (undici, http, sockets)
+ * asks for. It reads the caller's account synchronously from the scope
+ * store, so it must be called when the request is *created*, never from a
+ * socket callback (pooled sockets run callbacks in their opener's context).
+ *
+ * | request created…                   | goes to                                              |
+ * |------------------------------------|------------------------------------------------------|
+ * | inside withProxy(account)          | the account's proxy; explicit noProxy → direct       |
+ * | outside scopes, default proxy set  | the default proxy; noProxy or env NO_PROXY → direct  |
+ * | outside scopes, no default proxy   | direct; requireScope → blocked                       |
+ */
+import { state } from '../state.js';
+import type { NoProxyMatcher } from '../proxy/no-proxy.js';
+import type { ProxyEndpoint } from '../proxy/endpoint.js';
+import type { AccountPools } from './account-pools.js';
+import { DEFAULT_ACCOUNT } from './account-pools.js';
+import type { Route, Target } from './route.js';
+
+export interface RouterOptions {
+  readonly pools: AccountPools;
+  /** Explicit `noProxy` (or the loopback default): applies inside and outside scopes. */
+  readonly noProxy: NoProxyMatcher;
+  /** The operator's NO_PROXY as it was before install: applies outside scopes only. */
+  readonly envNoProxy: NoProxyMatcher;
+  readonly requireScope: boolean;
+}
+
+export class Router {
+  constructor(private readonly o: RouterOptions) {}
+
+  /** The calling async context's account, if inside a withProxy scope. */
+  currentAccount(): string | undefined {
+    return state.scopes.getStore()?.account;
+  }
+
+  resolve(target: Target, account: string | undefined = this.currentAccount()): Route {
+    if (account !== undefined) {
+      if (this.o.noProxy.matches(target.host, target.port)) return { kind: 'direct', account, reason: 'no-proxy' };
+      return { kind: 'proxy', account, proxy: this.o.pools.active(account), scoped: true };
+    }
+    const fallback = this.o.pools.get(DEFAULT_ACCOUNT);
+    if (fallback) {
+      if (this.o.noProxy.matches(target.host, target.port)) return { kind: 'direct', account, reason: 'no-proxy' };
+      if (this.o.envNoProxy.matches(target.host, target.port)) return { kind: 'direct', account, reason: 'env-no-proxy' };
+      return { kind: 'proxy', account: DEFAULT_ACCOUNT, proxy: this.o.pools.active(DEFAULT_ACCOUNT), scoped: false };
+    }
+    if (this.o.requireScope && !this.o.noProxy.matches(target.host, target.port)) {
+      return { kind: 'blocked', account, reason: 'traffic outside any withProxy scope is refused (requireScope: true)' };
+    }
+    return { kind: 'direct', account, reason: 'unscoped' };
+  }
+
+  /**
+   * The configured proxy listening at `host:port` that is NOT the given
+   * account's own — a connection there from inside the scope would leave
+   * through someone else's proxy (an env-reading client dialing the default).
+   */
+  foreignProxyAt(target: Target, account: string): ProxyEndpoint | undefined {
+    return this.o.pools.proxyAt(target, account);
+  }
+}
