@@ -17,6 +17,11 @@ import { ConnectionPools } from './pools/connection-pools.js';
 import { installEnv } from './layers/env.js';
 import { RoutingDispatcher, UndiciLayer } from './layers/undici.js';
 import { installHttp } from './layers/http.js';
+import { installSocketLayer } from './layers/socket/connect-hook.js';
+import { guardHttp2Sessions, guardUndiciRequests } from './layers/socket/ownership.js';
+import { installChildProcess } from './layers/child-process.js';
+import { installDnsAudit } from './layers/dns-audit.js';
+import type { Socket } from 'node:net';
 import { probeEgress, type EgressOptions, type EgressResult } from './egress/verify.js';
 import { publish } from './diagnostics.js';
 import type { ProxySpec, SessionProxyOptions } from './options.js';
@@ -50,6 +55,8 @@ export class SessionProxyManager extends EventEmitter<SessionProxyEvents> {
   private readonly leaks: LeakPolicy;
   private restores: Array<() => void> = [];
   private undiciLayer: UndiciLayer | undefined;
+  /** Socket-level tunnels by account, for rotate's closeExisting. */
+  private readonly socketTunnels = new Map<string, Map<Socket, ProxyEndpoint>>();
 
   constructor(options: SessionProxyOptions = {}) {
     super();
@@ -95,9 +102,22 @@ export class SessionProxyManager extends EventEmitter<SessionProxyEvents> {
           pools: this.connections,
           leaks: this.leaks,
           isProxyAddress: (t) => this.isProxyAddress(t),
+          requestTls: this.options.requestTls,
           onRequest: () => this.undiciLayer?.reassert(),
         }),
       );
+      this.restores.push(
+        installSocketLayer({
+          router: this.router,
+          leaks: this.leaks,
+          tunnelSockets: this.options.tunnelSockets ?? true,
+          isProxyAddress: (t) => this.isProxyAddress(t),
+          onTunnel: (socket, account, proxy) => this.trackSocketTunnel(socket, account, proxy),
+        }),
+      );
+      this.restores.push(guardUndiciRequests(), guardHttp2Sessions());
+      this.restores.push(installChildProcess({ proxyOf: (account) => this.accounts.active(account) }));
+      this.restores.push(installDnsAudit());
     } catch (err) {
       this.restoreAll();
       throw err;
@@ -171,7 +191,10 @@ export class SessionProxyManager extends EventEmitter<SessionProxyEvents> {
     pool.active = (pool.active + 1) % pool.proxies.length;
     const to = pool.proxies[pool.active];
     let closed = 0;
-    if (to.identityKey !== from.identityKey) closed = await this.connections.retire(account, from, options.closeExisting ?? false);
+    if (to.identityKey !== from.identityKey) {
+      closed = await this.connections.retire(account, from, options.closeExisting ?? false);
+      if (options.closeExisting) closed += this.closeSocketTunnels(account, from);
+    }
     const event: RotateEvent = { account, from: from.info(), to: to.info(), reason: 'manual', closed };
     publish('rotate', () => event);
     this.emit('rotate', event);
@@ -192,6 +215,27 @@ export class SessionProxyManager extends EventEmitter<SessionProxyEvents> {
   /** Number of open sockets in the library's pools (all accounts, or one). */
   openSockets(account?: string): number {
     return this.connections.openSockets(account);
+  }
+
+  private trackSocketTunnel(socket: Socket, account: string, proxy: ProxyEndpoint): void {
+    let sockets = this.socketTunnels.get(account);
+    if (!sockets) this.socketTunnels.set(account, (sockets = new Map()));
+    sockets.set(socket, proxy);
+    socket.once('close', () => {
+      sockets.delete(socket);
+      if (sockets.size === 0 && this.socketTunnels.get(account) === sockets) this.socketTunnels.delete(account);
+    });
+  }
+
+  /** Destroys the account's socket-level tunnels through `proxy`; returns how many. */
+  private closeSocketTunnels(account: string, proxy: ProxyEndpoint): number {
+    let n = 0;
+    for (const [socket, through] of this.socketTunnels.get(account) ?? []) {
+      if (through.identityKey !== proxy.identityKey) continue;
+      socket.destroy();
+      n++;
+    }
+    return n;
   }
 
   private isProxyAddress(target: Target): boolean {

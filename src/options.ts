@@ -50,4 +50,11 @@ export interface SessionProxyOptions {
    * layer (the http layer uses each request's own options), e.g. `{ ca }`.
    */
   requestTls?: ConnectionOptions;
+  /**
+   * Tunnel connections the HTTP layers do not see (an app's own undici
+   * Agent/Pool — ccxt —, http2, grpc-js, raw net/tls) through the scope's
+   * proxy. `false` refuses them per `strict`.
+   * @default true
+   */
+  tunnelSockets?: boolean;
 }

@@ -33,6 +33,8 @@ export interface HttpLayerDeps {
   readonly leaks: LeakPolicy;
   /** Is a configured proxy (of any account) listening at this address? */
   readonly isProxyAddress: (target: Target) => boolean;
+  /** TLS options for targets when the request carries none (recovered env-proxied https requests). */
+  readonly requestTls?: import('node:tls').ConnectionOptions;
   /** Called on every routed request (re-asserts the undici dispatcher). */
   readonly onRequest?: () => void;
 }
@@ -97,7 +99,7 @@ function send(deps: HttpLayerDeps, original: RequestFn, secure: boolean, options
   if (route.kind === 'proxy') {
     const foreign = route.scoped && deps.isProxyAddress(target) ? deps.router.foreignProxyAt(target, route.account) : undefined;
     if (!foreign) {
-      const routed: RequestOptions = { ...options, agent: deps.pools.agent(route.account, route.proxy, secure) };
+      const routed: RequestOptions = { ...inheritAgentTls(options, secure, deps.requestTls), agent: deps.pools.agent(route.account, route.proxy, secure) };
       delete (routed as { createConnection?: unknown }).createConnection;
       return original(routed, callback);
     }
@@ -106,6 +108,29 @@ function send(deps: HttpLayerDeps, original: RequestFn, secure: boolean, options
   }
   const error = deps.leaks.violation({ layer: 'http', route, target, reason: route.reason });
   return error ? failWith(original, options, callback, error) : original(options, callback);
+}
+
+const AGENT_TLS_KEYS = ['ca', 'cert', 'key', 'pfx', 'passphrase', 'rejectUnauthorized', 'servername', 'ciphers', 'minVersion', 'maxVersion', 'checkServerIdentity'] as const;
+
+/**
+ * The agent we force in replaces the caller's, but not its TLS settings: a
+ * caller's `new https.Agent({ ca })` (node-fetch) keeps trusting its CA. The
+ * caller's agent may also sit in follow-redirects' `agents` (axios puts the
+ * user's httpsAgent there and an env-proxy tunnelling agent in `agent`).
+ * Request options win over either agent's; the manager's `requestTls` comes
+ * last (env-proxy tunnelling agents such as axios's keep the user's CA in a
+ * closure no one can read).
+ */
+function inheritAgentTls(options: RequestOptions, secure: boolean, requestTls: object | undefined): RequestOptions {
+  const agents = (options as { agents?: Record<string, unknown> }).agents;
+  const candidates = [options.agent, agents?.[secure ? 'https' : 'http'], secure ? { options: requestTls } : undefined];
+  const out: Record<string, unknown> = { ...options };
+  for (const agent of candidates) {
+    const agentOptions = (agent as { options?: Record<string, unknown> } | undefined)?.options;
+    if (!agentOptions) continue;
+    for (const k of AGENT_TLS_KEYS) if (out[k] === undefined && agentOptions[k] !== undefined) out[k] = agentOptions[k];
+  }
+  return out as RequestOptions;
 }
 
 /** An agent whose every connection fails with `error`: the request emits it as an ordinary 'error'. */

@@ -12,6 +12,7 @@ import type { ConnectionPools } from '../pools/connection-pools.js';
 import type { Router } from '../routing/router.js';
 import { targetFromUrl } from '../routing/route.js';
 import type { LeakPolicy } from '../routing/leak-policy.js';
+import { foldRepeatedContentLength } from './undici-headers.js';
 
 const SYMBOLS = [Symbol.for('undici.globalDispatcher.1'), Symbol.for('undici.globalDispatcher.2')] as const;
 
@@ -29,7 +30,7 @@ export class RoutingDispatcher extends Dispatcher {
   }
 
   override dispatch(opts: Options, handler: Handler): boolean {
-    return this.choose(opts).dispatch(opts, handler);
+    return this.choose(opts).dispatch(foldRepeatedContentLength(opts), handler);
   }
 
   private choose(opts: Options): Dispatcher {

@@ -1,0 +1,115 @@
+/**
+ * Layer 4 — sockets. Clients that never touch the global dispatcher or
+ * http(s).request — an app's own undici.Agent/Pool (ccxt), http2.connect,
+ * grpc-js, raw net/tls — all end in `net.Socket.prototype.connect` (net.connect,
+ * net.createConnection and tls.connect call it), so one hook there sees every
+ * outbound TCP connection, synchronously, in the async context that made it.
+ *
+ * Each connection is routed by the same table as the HTTP layers:
+ * - the library's plumbing (marked, never by address) and IPC pass untouched;
+ * - direct routes pass untouched;
+ * - proxy routes are redirected to the in-process relay, which tunnels them
+ *   through the account's proxy with the hostname the caller gave (no local
+ *   DNS); the socket then belongs to that account (ownership.ts);
+ * - with `tunnelSockets: false`, or a blocked route, the connection is refused
+ *   with LeakBlockedError before any SYN is sent (strict), or goes direct
+ *   with a `leak` event (strict: false).
+ */
+import net from 'node:net';
+import type { Socket } from 'node:net';
+import { state } from '../../state.js';
+import { isMarkedPlumbing, isPlumbing } from '../../plumbing.js';
+import type { Router } from '../../routing/router.js';
+import type { LeakPolicy } from '../../routing/leak-policy.js';
+import { unbracket, type Route, type Target } from '../../routing/route.js';
+import type { ProxyEndpoint } from '../../proxy/endpoint.js';
+import { Relay } from './relay.js';
+import { claimSocket } from './ownership.js';
+
+export interface SocketLayerDeps {
+  readonly router: Router;
+  readonly leaks: LeakPolicy;
+  /** Tunnel connections the HTTP layers do not cover (default true); false refuses them. */
+  readonly tunnelSockets: boolean;
+  /** Is a configured proxy (of any account) listening at this address? */
+  readonly isProxyAddress: (target: Target) => boolean;
+  /** Told about every tunnelled socket, for rotate's closeExisting. */
+  readonly onTunnel?: (socket: Socket, account: string, proxy: ProxyEndpoint) => void;
+}
+
+type ConnectFn = (this: Socket, ...args: unknown[]) => Socket;
+
+export function installSocketLayer(deps: SocketLayerDeps): () => void {
+  const original = state.originals.socketConnect as unknown as ConnectFn;
+  let relay: Relay | undefined;
+
+  const hooked = function connect(this: Socket, ...args: unknown[]): Socket {
+    if (isPlumbing() || isMarkedPlumbing(this)) return original.apply(this, args);
+    const { options, callback } = normalizeConnectArgs(args);
+    if (!options || options.path !== undefined || options.port === undefined) return original.apply(this, args);
+    const target: Target = { host: unbracket(String(options.host ?? 'localhost')), port: Number(options.port) };
+    const route = deps.router.resolve(target);
+    if (route.kind === 'direct') return original.apply(this, args);
+    if (route.kind === 'blocked') return refuse(this, args, route, target, route.reason);
+    if (deps.isProxyAddress(target)) {
+      // A client dialing a proxy itself (its own ProxyAgent reading HTTPS_PROXY):
+      // its own way out passes as is; another account's proxy is a leak.
+      const foreign = route.scoped ? deps.router.foreignProxyAt(target, route.account) : undefined;
+      if (!foreign) return original.apply(this, args);
+      return refuse(this, args, route, target, `connection to another account's proxy ${foreign}`);
+    }
+    if (!deps.tunnelSockets) {
+      return refuse(this, args, route, target, 'socket-level connection outside the HTTP layers, and tunnelSockets is false');
+    }
+    relay ??= new Relay();
+    const socket = this;
+    claimSocket(socket, route.account);
+    deps.onTunnel?.(socket, route.account, route.proxy);
+    const entry = { caller: socket, account: route.account, proxy: route.proxy, target };
+    const registeringRelay = relay;
+    socket.once('connect', () => registeringRelay.register(socket.localPort!, entry));
+    const relayed: Record<string, unknown> = { host: '127.0.0.1', port: relay.port };
+    for (const k of ['timeout', 'noDelay', 'keepAlive', 'keepAliveInitialDelay', 'signal'] as const) {
+      if (options[k] !== undefined) relayed[k] = options[k];
+    }
+    return original.call(socket, relayed, callback);
+  };
+
+  const refuse = (socket: Socket, args: unknown[], route: Route, target: Target, reason: string): Socket => {
+    const error = deps.leaks.violation({ layer: 'socket', route, target, reason });
+    if (!error) return original.apply(socket, args);
+    // No SYN is sent: the socket fails as if the connect had failed.
+    (socket as { connecting: boolean }).connecting = true;
+    process.nextTick(() => socket.destroy(error));
+    return socket;
+  };
+
+  net.Socket.prototype.connect = hooked as unknown as net.Socket['connect'];
+  return () => {
+    net.Socket.prototype.connect = state.originals.socketConnect;
+    relay?.close();
+  };
+}
+
+interface ConnectOptions {
+  host?: string;
+  port?: number | string;
+  path?: string;
+  [key: string]: unknown;
+}
+
+/**
+ * connect(options[, cb]) | connect(port[, host][, cb]) | connect(path[, cb]),
+ * and the pre-normalized [options, cb] array net.connect passes.
+ */
+function normalizeConnectArgs(args: unknown[]): { options: ConnectOptions | undefined; callback: unknown } {
+  let list = args;
+  if (Array.isArray(args[0])) list = args[0] as unknown[];
+  const [a, b, c] = list;
+  if (a !== null && typeof a === 'object') return { options: a as ConnectOptions, callback: b };
+  if (typeof a === 'string' && !/^\d+$/.test(a)) return { options: { path: a }, callback: b };
+  if (typeof a === 'number' || typeof a === 'string') {
+    return typeof b === 'string' ? { options: { port: a, host: b }, callback: c } : { options: { port: a }, callback: b };
+  }
+  return { options: undefined, callback: undefined };
+}

@@ -1,0 +1,294 @@
+/**
+ * One proxy server, normalized and immutable. The password lives in a
+ * `#private` field so that no generic way of looking at an object — String(),
+ * JSON.stringify, util.inspect (even with showHidden), Object.keys, spread —
+ * can reach it; `getPassword()` is the single, greppable door to it.
+ */
+import { createHash, createHmac, randomBytes } from 'node:crypto';
+import { inspect } from 'node:util';
+import { ProxyUrlError } from '../errors.js';
+
+export type ProxyProtocol = 'http' | 'https' | 'socks4' | 'socks4a' | 'socks5' | 'socks5h';
+
+export interface ProxyTlsOptions {
+  ca?: string | Buffer | Array<string | Buffer>;
+  rejectUnauthorized?: boolean;
+  servername?: string;
+}
+
+export interface ProxyObjectInput {
+  url: string | URL;
+  label?: string;
+  username?: string;
+  password?: string;
+  tls?: ProxyTlsOptions;
+  connectTimeout?: number;
+}
+
+export type ProxyInput = string | URL | ProxyObjectInput | ProxyEndpoint;
+
+export interface ParseOptions {
+  /** Protocol for the scheme-less vendor forms `host:port` and `host:port:user:pass`. Default 'http'. */
+  defaultProtocol?: ProxyProtocol;
+  /** Connect timeout (ms) for endpoints that do not set their own. Default 10 000. */
+  connectTimeout?: number;
+}
+
+export interface ProxyInfo {
+  /** Redacted URL. */
+  url: string;
+  protocol: ProxyProtocol;
+  host: string;
+  port: number;
+  label: string;
+}
+
+/** Already-normalized fields; `parseProxy` is the friendly way to get here. */
+export interface ProxyEndpointInit {
+  protocol: ProxyProtocol;
+  /** Host name or IP literal; IPv6 brackets are tolerated and removed. */
+  host: string;
+  port?: number;
+  username?: string;
+  password?: string;
+  label?: string;
+  tls?: ProxyTlsOptions;
+  connectTimeout?: number;
+}
+
+export const PROXY_PROTOCOLS: readonly ProxyProtocol[] = Object.freeze([
+  'http',
+  'https',
+  'socks4',
+  'socks4a',
+  'socks5',
+  'socks5h',
+] as const);
+
+export const DEFAULT_CONNECT_TIMEOUT = 10_000;
+
+const DEFAULT_PORTS: Readonly<Record<ProxyProtocol, number>> = Object.freeze({
+  http: 80,
+  https: 443,
+  socks4: 1080,
+  socks4a: 1080,
+  socks5: 1080,
+  socks5h: 1080,
+});
+
+export function isProxyProtocol(value: unknown): value is ProxyProtocol {
+  return typeof value === 'string' && (PROXY_PROTOCOLS as readonly string[]).includes(value);
+}
+
+export function defaultPort(protocol: ProxyProtocol): number {
+  return DEFAULT_PORTS[protocol];
+}
+
+/** Brackets IPv6 literals so `host:port` stays unambiguous. */
+export function hostForUrl(host: string): string {
+  return host.includes(':') ? `[${host}]` : host;
+}
+
+// Symbol.for so that endpoints made by another copy of the library (the ESM
+// and CJS builds, duplicate installs) are recognised too; the value is a
+// shape version, so an incompatible future shape can opt out.
+const kBrand = Symbol.for('session-proxy.endpoint');
+const BRAND_VERSION = 1;
+
+// The password digest in identityKey is keyed with a per-process random salt:
+// equal within the process (all that pool keys need) but useless for offline
+// guessing if a key ever ends up in a log. Shared through globalThis so both
+// builds of the library compute the same keys.
+const kSalt = Symbol.for('session-proxy.identity-salt.v1');
+function identitySalt(): Buffer {
+  const g = globalThis as unknown as Record<symbol, Buffer | undefined>;
+  let salt = g[kSalt];
+  if (!salt) {
+    salt = randomBytes(32);
+    Object.defineProperty(globalThis, kSalt, { value: salt, enumerable: false, configurable: true, writable: false });
+  }
+  return salt;
+}
+
+export function isProxyEndpoint(v: unknown): v is ProxyEndpoint {
+  return (
+    v !== null &&
+    typeof v === 'object' &&
+    (v as Record<symbol, unknown>)[kBrand] === BRAND_VERSION &&
+    typeof (v as { getPassword?: unknown }).getPassword === 'function'
+  );
+}
+
+export class ProxyEndpoint {
+  readonly protocol: ProxyProtocol;
+  readonly host: string;
+  readonly port: number;
+  readonly username: string | undefined;
+  readonly label: string;
+  /** Only used for https proxies (TLS to the proxy itself); kept as given otherwise. */
+  readonly tls: ProxyTlsOptions | undefined;
+  readonly connectTimeout: number;
+  /** Whether target host names are resolved by the proxy. socks4 can only carry an IPv4 address. */
+  readonly remoteDns: boolean;
+  readonly #password: string | undefined;
+
+  constructor(init: ProxyEndpointInit) {
+    if (!isProxyProtocol(init.protocol)) {
+      throw new ProxyUrlError(`unsupported proxy protocol ${describe(init.protocol)}`);
+    }
+    this.protocol = init.protocol;
+    this.host = normalizeHost(init.host);
+    this.port = init.port === undefined ? DEFAULT_PORTS[init.protocol] : checkPort(init.port);
+    if (init.username !== undefined && typeof init.username !== 'string') {
+      throw new ProxyUrlError(`proxy username must be a string, got ${typeName(init.username)}`);
+    }
+    if (init.password !== undefined && typeof init.password !== 'string') {
+      throw new ProxyUrlError(`proxy password must be a string, got ${typeName(init.password)}`);
+    }
+    // A password without a username still needs a (empty) user to be sent.
+    this.username = init.username ?? (init.password !== undefined ? '' : undefined);
+    this.#password = init.password;
+    if (init.label !== undefined && typeof init.label !== 'string') {
+      throw new ProxyUrlError(`proxy label must be a string, got ${typeName(init.label)}`);
+    }
+    this.label = init.label || `${this.protocol}://${hostForUrl(this.host)}:${this.port}`;
+    this.tls = init.tls === undefined ? undefined : checkTls(init.tls);
+    this.connectTimeout = init.connectTimeout === undefined ? DEFAULT_CONNECT_TIMEOUT : checkTimeout(init.connectTimeout);
+    this.remoteDns = this.protocol !== 'socks4';
+    Object.freeze(this);
+  }
+
+  static [Symbol.hasInstance](value: unknown): boolean {
+    return isProxyEndpoint(value);
+  }
+
+  get hasPassword(): boolean {
+    return this.#password !== undefined;
+  }
+
+  getPassword(): string | undefined {
+    return this.#password;
+  }
+
+  get authority(): string {
+    return `${hostForUrl(this.host)}:${this.port}`;
+  }
+
+  /** Redacted: the password, if any, is always shown as `***`. */
+  get url(): string {
+    return `${this.protocol}://${this.#userinfo('***')}${this.authority}`;
+  }
+
+  get identityKey(): string {
+    const digest =
+      this.#password === undefined ? null : createHmac('sha256', identitySalt()).update(this.#password).digest('hex');
+    // TLS settings to an https proxy change what a pooled connection is
+    // (e.g. verified or not), so they are part of its identity.
+    const tls = this.protocol === 'https' && this.tls ? tlsDigest(this.tls) : null;
+    return JSON.stringify([this.protocol, this.host, this.port, this.username ?? null, digest, tls]);
+  }
+
+  /**
+   * The full URL including the password, for HTTP(S)_PROXY-style variables.
+   * socks5 is written socks5h because our socks5 resolves names remotely,
+   * which is what socks5h means to curl and friends.
+   */
+  toEnvUrl(): string {
+    const scheme = this.protocol === 'socks5' ? 'socks5h' : this.protocol;
+    const secret = this.#password === undefined ? undefined : encodeURIComponent(this.#password);
+    return `${scheme}://${this.#userinfo(secret)}${this.authority}`;
+  }
+
+  info(): ProxyInfo {
+    return { url: this.url, protocol: this.protocol, host: this.host, port: this.port, label: this.label };
+  }
+
+  toString(): string {
+    return this.url;
+  }
+
+  toJSON(): ProxyInfo {
+    return this.info();
+  }
+
+  [inspect.custom](): string {
+    return `ProxyEndpoint <${this.url}>`;
+  }
+
+  #userinfo(password: string | undefined): string {
+    if (this.username === undefined) return '';
+    const user = encodeURIComponent(this.username);
+    return this.#password === undefined ? `${user}@` : `${user}:${password}@`;
+  }
+}
+
+Object.defineProperty(ProxyEndpoint.prototype, kBrand, { value: BRAND_VERSION, enumerable: false });
+
+function normalizeHost(host: unknown): string {
+  if (typeof host !== 'string') throw new ProxyUrlError(`proxy host must be a string, got ${typeName(host)}`);
+  let h = host.toLowerCase();
+  if (h.startsWith('[') && h.endsWith(']')) h = h.slice(1, -1);
+  if (h === '') throw new ProxyUrlError('empty proxy host');
+  if (/\s/.test(h)) throw new ProxyUrlError(`spaces inside the proxy host "${h}"`);
+  return h;
+}
+
+function checkPort(port: unknown): number {
+  if (typeof port !== 'number' || !Number.isInteger(port) || port < 1 || port > 65535) {
+    throw new ProxyUrlError('proxy port must be an integer from 1 to 65535');
+  }
+  return port;
+}
+
+function checkTimeout(ms: unknown): number {
+  if (typeof ms !== 'number' || !Number.isFinite(ms) || ms <= 0) {
+    throw new ProxyUrlError(
+      `connectTimeout must be a positive number of milliseconds, got ${typeof ms === 'number' ? String(ms) : typeName(ms)}`,
+    );
+  }
+  return ms;
+}
+
+function checkTls(tls: unknown): ProxyTlsOptions {
+  if (tls === null || typeof tls !== 'object' || Array.isArray(tls)) {
+    throw new ProxyUrlError(`proxy tls options must be an object, got ${typeName(tls)}`);
+  }
+  const t = tls as ProxyTlsOptions;
+  const isCa = (c: unknown): boolean => typeof c === 'string' || Buffer.isBuffer(c);
+  if (t.ca !== undefined && !(isCa(t.ca) || (Array.isArray(t.ca) && t.ca.every(isCa)))) {
+    throw new ProxyUrlError('proxy tls.ca must be a string, Buffer or an array of them');
+  }
+  if (t.rejectUnauthorized !== undefined && typeof t.rejectUnauthorized !== 'boolean') {
+    throw new ProxyUrlError(`proxy tls.rejectUnauthorized must be a boolean, got ${typeName(t.rejectUnauthorized)}`);
+  }
+  if (t.servername !== undefined && typeof t.servername !== 'string') {
+    throw new ProxyUrlError(`proxy tls.servername must be a string, got ${typeName(t.servername)}`);
+  }
+  // Shallow copy: later mutation of the caller's object must not change an
+  // endpoint that may already key a pool. Extra keys are kept for tls.connect.
+  const copy: ProxyTlsOptions = { ...t };
+  if (Array.isArray(copy.ca)) copy.ca = Object.freeze([...copy.ca]) as Array<string | Buffer>;
+  return Object.freeze(copy);
+}
+
+function tlsDigest(tls: ProxyTlsOptions): string {
+  const h = createHash('sha256');
+  const cas = tls.ca === undefined ? [] : Array.isArray(tls.ca) ? tls.ca : [tls.ca];
+  for (const ca of cas) h.update(createHash('sha256').update(ca).digest());
+  h.update(JSON.stringify([tls.ca === undefined, tls.rejectUnauthorized ?? null, tls.servername ?? null]));
+  return h.digest('hex');
+}
+
+/** The kind of a value, for messages that must not echo the value itself. */
+export function typeName(v: unknown): string {
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return 'array';
+  return typeof v;
+}
+
+// Only for values that cannot be secrets (protocol names).
+function describe(v: unknown): string {
+  if (typeof v === 'string') return JSON.stringify(v);
+  if (typeof v === 'number') return String(v);
+  return typeName(v);
+}

@@ -1,0 +1,201 @@
+/**
+ * The routing core against the testing kit: two accounts and a default, each
+ * on its own mock proxy with its own egress address, `noProxy: []` so that
+ * loopback targets are routed too.
+ */
+import http from 'node:http';
+import https from 'node:https';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { request as undiciRequest } from 'undici';
+import axios from 'axios';
+import got from 'got';
+import nodeFetch from 'node-fetch';
+import WebSocket from 'ws';
+import { SessionProxyManager } from '../../src/index.js';
+import { startMockProxy, testCa } from '../../src/testing/index.js';
+import { readJson, startScenario, tick, type Scenario } from '../support/scenario.js';
+
+const EGRESS = { alice: '127.0.0.2', bob: '127.0.0.3', default: '127.0.0.4' } as const;
+type Who = keyof typeof EGRESS;
+
+let world: Scenario;
+let manager: SessionProxyManager;
+
+beforeAll(async () => {
+  world = await startScenario({
+    alice: { egressIp: EGRESS.alice, auth: { username: 'alice', password: 'alice-Secr3t:@/#' } },
+    bob: { egressIp: EGRESS.bob },
+    default: { egressIp: EGRESS.default, auth: { username: 'dflt', password: 'dflt-Secr3t' } },
+  });
+  manager = new SessionProxyManager({
+    proxy: world.proxies.default.url,
+    accounts: { alice: world.proxies.alice.url, bob: world.proxies.bob.urlFor('socks5h') },
+    noProxy: [],
+    requestTls: { ca: testCa },
+  }).install();
+});
+
+afterAll(async () => {
+  await manager?.uninstall();
+  await world?.close();
+});
+
+type Client = (who: Who) => Promise<{ ip: string }>;
+
+function wsExchange(url: string): Promise<{ ip: string }> {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(url, { ca: testCa });
+    ws.once('open', () => ws.send('hello'));
+    ws.once('message', (data) => {
+      resolve(JSON.parse(String(data)));
+      ws.close();
+    });
+    ws.once('error', reject);
+  });
+}
+
+function globalWsExchange(url: string): Promise<{ ip: string }> {
+  return new Promise((resolve, reject) => {
+    const ws = new (globalThis as unknown as { WebSocket: typeof globalThis.WebSocket }).WebSocket(url);
+    ws.onopen = () => ws.send('hello');
+    ws.onmessage = (ev) => {
+      resolve(JSON.parse(String(ev.data)));
+      ws.close();
+    };
+    ws.onerror = (ev) => reject(new Error(`global WebSocket failed: ${String((ev as { message?: string }).message ?? 'error')}`));
+  });
+}
+
+const clients = (): Record<string, Client> => ({
+  'global fetch http': async () => (await fetch(`${world.echo.httpUrl}/f`)).json() as Promise<{ ip: string }>,
+  'global fetch https POST': async () =>
+    (await fetch(`${world.echo.httpsUrl}/p`, { method: 'POST', body: 'abc', headers: { 'content-length': '3' } })).json() as Promise<{ ip: string }>,
+  'npm undici request': async () => (await undiciRequest(`${world.echo.httpUrl}/u`)).body.json() as Promise<{ ip: string }>,
+  'http.get': () => new Promise((resolve, reject) => http.get(`${world.echo.httpUrl}/h`, (res) => readJson<{ ip: string }>(res).then(resolve, reject)).on('error', reject)),
+  'https.get': () =>
+    new Promise((resolve, reject) => https.get(`${world.echo.httpsUrl}/s`, { ca: testCa }, (res) => readJson<{ ip: string }>(res).then(resolve, reject)).on('error', reject)),
+  'axios (env proxy)': async () => (await axios.get(`${world.echo.httpUrl}/a`)).data,
+  'axios https (env proxy)': async () => (await axios.get(`${world.echo.httpsUrl}/as`, { httpsAgent: new https.Agent({ ca: testCa }) })).data,
+  got: async () => got(`${world.echo.httpsUrl}/g`, { https: { certificateAuthority: testCa } }).json(),
+  'node-fetch': async () => (await nodeFetch(`${world.echo.httpsUrl}/n`, { agent: new https.Agent({ ca: testCa }) })).json() as Promise<{ ip: string }>,
+  'ws ws://': () => wsExchange(`${world.echo.wsUrl}/w`),
+  'ws wss://': () => wsExchange(`${world.echo.wssUrl}/ws`),
+  ...(typeof globalThis.WebSocket === 'function' && Number(process.versions.node.split('.')[0]) >= 22
+    ? { 'global WebSocket': () => globalWsExchange(`${world.echo.wsUrl}/gw`) }
+    : {}),
+});
+
+describe('every HTTP road leaves through the scope\'s proxy', () => {
+  it('routes 200+ interleaved concurrent requests by account, default outside scopes, none direct', async () => {
+    const jobs: Array<Promise<{ who: Who; client: string; ip: string }>> = [];
+    const all = clients();
+    const rounds = Math.ceil(210 / (Object.keys(all).length * 3));
+    for (let round = 0; round < rounds; round++) {
+      for (const [name, client] of Object.entries(all)) {
+        for (const who of ['alice', 'bob', 'default'] as const) {
+          const run = async (): Promise<{ ip: string }> => client(who);
+          const job = who === 'default' ? run() : manager.withProxy(who, run);
+          jobs.push(job.then((r) => ({ who, client: name, ip: r.ip })));
+        }
+      }
+    }
+    expect(jobs.length).toBeGreaterThanOrEqual(200);
+    const results = await Promise.all(jobs);
+    const wrong = results.filter((r) => r.ip !== EGRESS[r.who]);
+    expect(wrong).toEqual([]);
+    const clientsSeen = new Set(results.map((r) => r.client));
+    expect(clientsSeen.size).toBe(Object.keys(all).length);
+    expect(world.echo.peers.filter((p) => p.ip === '127.0.0.1')).toEqual([]);
+  });
+
+  it('axios reading HTTP_PROXY (the default proxy) inside a scope still leaves through the account', async () => {
+    expect(process.env.HTTP_PROXY).toContain(`:${world.proxies.default.port}`);
+    const r = await manager.withProxy('alice', async () => (await axios.get(`${world.echo.httpUrl}/env`)).data);
+    expect(r.ip).toBe(EGRESS.alice);
+  });
+});
+
+describe('keep-alive', () => {
+  it('20 sequential HTTPS requests in one account share one tunnel (fetch and https.get)', async () => {
+    // A fresh account, so its pools hold no sockets from the concurrent test.
+    const proxy = await startMockProxy({ egressIp: '127.0.0.5' });
+    manager.setAccount('carol', proxy.urlFor('socks5h'));
+    const fetchPorts = new Set<number>();
+    for (let i = 0; i < 20; i++) {
+      const r = await manager.withProxy('carol', async () => (await fetch(`${world.echo.httpsUrl}/ka`)).json() as Promise<{ port: number; ip: string }>);
+      expect(r.ip).toBe('127.0.0.5');
+      fetchPorts.add(r.port);
+      // fetch resolves the body before undici frees the socket; one turn lets it go back to the pool.
+      await tick();
+    }
+    expect(fetchPorts.size).toBe(1);
+
+    const getPorts = new Set<number>();
+    for (let i = 0; i < 20; i++) {
+      const r = await manager.withProxy('carol', () =>
+        new Promise<{ port: number; ip: string }>((resolve, reject) =>
+          https.get(`${world.echo.httpsUrl}/ka2`, { ca: testCa }, (res) => readJson<{ port: number; ip: string }>(res).then(resolve, reject)).on('error', reject),
+        ),
+      );
+      expect(r.ip).toBe('127.0.0.5');
+      getPorts.add(r.port);
+      await tick();
+    }
+    expect(getPorts.size).toBe(1);
+    // One tunnel for fetch's pool and one for the https agent's: 40 requests, 2 CONNECTs.
+    expect(proxy.log.length).toBe(2);
+    await manager.removeAccount('carol');
+    await proxy.close();
+  });
+});
+
+describe('scopes', () => {
+  it('withProxy returns fn\'s value, sync and async; nested scopes use the innermost account', async () => {
+    expect(manager.withProxy('alice', () => 42)).toBe(42);
+    await expect(manager.withProxy('alice', async () => 'x')).resolves.toBe('x');
+    const inner = await manager.withProxy('alice', () => manager.withProxy('bob', async () => {
+      expect(manager.currentAccount()).toBe('bob');
+      return (await fetch(`${world.echo.httpUrl}/n`)).json() as Promise<{ ip: string }>;
+    }));
+    expect(inner.ip).toBe(EGRESS.bob);
+    expect(manager.currentAccount()).toBeUndefined();
+  });
+
+  it('bind() runs a callback in the account\'s scope wherever it is called', async () => {
+    const bound = manager.bind('bob', async () => (await fetch(`${world.echo.httpUrl}/b`)).json() as Promise<{ ip: string }>);
+    const r = await manager.withProxy('alice', () => bound());
+    expect(r.ip).toBe(EGRESS.bob);
+  });
+
+  it('unknown accounts throw UnknownAccountError synchronously', () => {
+    expect(() => manager.withProxy('nobody', () => 1)).toThrowError(/unknown account "nobody"/);
+    try {
+      manager.withProxy('nobody', () => 1);
+    } catch (err) {
+      expect((err as { code: string }).code).toBe('SP_ERR_UNKNOWN_ACCOUNT');
+    }
+  });
+
+  it('current() reports the active proxy redacted', () => {
+    const info = manager.current('alice');
+    expect(info.url).toContain('alice:***@');
+    expect(JSON.stringify(info)).not.toContain('Secr3t');
+  });
+
+  it('re-asserts the global dispatcher when another copy of undici replaced it', async () => {
+    const { Agent, setGlobalDispatcher } = await import('undici');
+    setGlobalDispatcher(new Agent());
+    const r = await manager.withProxy('alice', async () => (await fetch(`${world.echo.httpUrl}/re`)).json() as Promise<{ ip: string }>);
+    expect(r.ip).toBe(EGRESS.alice);
+  });
+});
+
+describe('secrets', () => {
+  it('no proxy password in env exports except the default proxy URL itself, nor in manager output', () => {
+    const shown = [String(manager.current('alice').url), JSON.stringify(manager.current()), JSON.stringify(manager.options.accounts ? Object.keys(manager.options.accounts) : [])];
+    for (const s of shown) {
+      expect(s).not.toContain('alice-Secr3t');
+      expect(s).not.toContain('dflt-Secr3t');
+    }
+  });
+});
