@@ -116,7 +116,7 @@ export class SessionProxyManager extends EventEmitter<SessionProxyEvents> {
         }),
       );
       this.restores.push(guardUndiciRequests(), guardHttp2Sessions());
-      this.restores.push(installChildProcess({ proxyOf: (account) => this.accounts.active(account) }));
+      this.restores.push(installChildProcess({ proxyOf: (account) => this.accounts.active(account), noProxy: this.noProxy.entries }));
       this.restores.push(installDnsAudit());
     } catch (err) {
       this.restoreAll();

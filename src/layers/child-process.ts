@@ -28,6 +28,8 @@ type SpawnerName = keyof typeof SPAWNERS;
 export interface ChildProcessDeps {
   /** The active proxy of an account. */
   readonly proxyOf: (account: string) => ProxyEndpoint;
+  /** The explicit noProxy entries: inside a scope the operator's NO_PROXY does not apply, in children either. */
+  readonly noProxy: readonly string[];
   /** Extra variables for a child spawned in `account`'s scope (the preload, when configured). */
   readonly extraEnv?: (account: string, env: NodeJS.ProcessEnv) => NodeJS.ProcessEnv;
 }
@@ -70,6 +72,10 @@ function withAccountEnv(args: unknown[], shape: 'args' | 'direct', account: stri
   if (!callerSetProxy) {
     const url = deps.proxyOf(account).toEnvUrl();
     for (const v of PROXY_VARS) env[v] = url;
+    for (const v of ['NO_PROXY', 'no_proxy']) {
+      if (deps.noProxy.length) env[v] = deps.noProxy.join(',');
+      else delete env[v];
+    }
   }
   if (deps.extraEnv) env = deps.extraEnv(account, env);
   options.env = env;

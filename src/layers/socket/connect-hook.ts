@@ -41,7 +41,8 @@ type ConnectFn = (this: Socket, ...args: unknown[]) => Socket;
 
 export function installSocketLayer(deps: SocketLayerDeps): () => void {
   const original = state.originals.socketConnect as unknown as ConnectFn;
-  let relay: Relay | undefined;
+  // Started at install, so it is usually listening before the first socket needs it.
+  const relay = new Relay();
 
   const hooked = function connect(this: Socket, ...args: unknown[]): Socket {
     if (isPlumbing() || isMarkedPlumbing(this)) return original.apply(this, args);
@@ -61,18 +62,24 @@ export function installSocketLayer(deps: SocketLayerDeps): () => void {
     if (!deps.tunnelSockets) {
       return refuse(this, args, route, target, 'socket-level connection outside the HTTP layers, and tunnelSockets is false');
     }
-    relay ??= new Relay();
     const socket = this;
     claimSocket(socket, route.account);
+    reportTarget(socket, target);
     deps.onTunnel?.(socket, route.account, route.proxy);
     const entry = { caller: socket, account: route.account, proxy: route.proxy, target };
-    const registeringRelay = relay;
-    socket.once('connect', () => registeringRelay.register(socket.localPort!, entry));
-    const relayed: Record<string, unknown> = { host: '127.0.0.1', port: relay.port };
+    socket.once('connect', () => relay.register(socket.localPort!, entry));
+    const relayed: Record<string, unknown> = { host: '127.0.0.1' };
     for (const k of ['timeout', 'noDelay', 'keepAlive', 'keepAliveInitialDelay', 'signal'] as const) {
       if (options[k] !== undefined) relayed[k] = options[k];
     }
-    return original.call(socket, relayed, callback);
+    if (relay.port !== undefined) return original.call(socket, { ...relayed, port: relay.port }, callback);
+    // Not listening yet: the socket stays "connecting" (Node queues writes until 'connect').
+    (socket as { connecting: boolean }).connecting = true;
+    relay.ready.then(
+      (port) => { if (!socket.destroyed) original.call(socket, { ...relayed, port }, callback); },
+      (err: Error) => socket.destroy(err),
+    );
+    return socket;
   };
 
   const refuse = (socket: Socket, args: unknown[], route: Route, target: Target, reason: string): Socket => {
@@ -87,8 +94,23 @@ export function installSocketLayer(deps: SocketLayerDeps): () => void {
   net.Socket.prototype.connect = hooked as unknown as net.Socket['connect'];
   return () => {
     net.Socket.prototype.connect = state.originals.socketConnect;
-    relay?.close();
+    relay.close();
   };
+}
+
+/**
+ * A tunnelled socket is physically connected to the relay; it reports the
+ * *target* as its remote end (http2 derives a session's origin from
+ * remotePort; logs should name where the bytes go). remoteAddress is the
+ * target as the caller named it — a hostname when the proxy resolved it.
+ */
+function reportTarget(socket: Socket, target: Target): void {
+  const family = net.isIP(target.host);
+  Object.defineProperties(socket, {
+    remoteAddress: { value: target.host, configurable: true },
+    remotePort: { value: target.port, configurable: true },
+    remoteFamily: { value: family === 6 ? 'IPv6' : family === 4 ? 'IPv4' : undefined, configurable: true },
+  });
 }
 
 interface ConnectOptions {

@@ -8,11 +8,12 @@
  *
  * Three places see it: the socket's own write (the writer's async context),
  * undici's `undici:request:create` / `undici:client:sendHeaders` channels
- * (every copy of undici publishes them; the request's creation context is
- * what counts, even when a queued request is written from a socket
- * callback), and http2 sessions' request(). Writes from code outside any
+ * (every copy of undici publishes them; the request's own context is what
+ * counts, even when a queued request is written from a socket callback), and
+ * http2 sessions' request(). Writes from code outside any
  * scope pass: they carry no evidence of another account.
  */
+import { AsyncResource } from 'node:async_hooks';
 import diagnostics from 'node:diagnostics_channel';
 import http2 from 'node:http2';
 import { syncBuiltinESMExports } from 'node:module';
@@ -46,12 +47,28 @@ export function claimSocket(socket: Socket, account: string): void {
   } as Socket['write'];
 }
 
+/**
+ * The account a core undici Request belongs to. A Pool queues requests when
+ * its clients are busy and creates them later from a socket callback — in
+ * the *socket opener's* context — so the current store can lie. The request
+ * APIs (request, stream, pipeline, upgrade, connect: what ccxt uses) hand
+ * undici a handler that is an AsyncResource created in the caller's context:
+ * ask it. Other handlers (fetch's) fall back to the context at creation.
+ */
+function accountOfRequest(request: object): string | undefined {
+  const key = Object.getOwnPropertySymbols(request).find((s) => s.description === 'handler');
+  const handler = key ? (request as Record<symbol, unknown>)[key] : undefined;
+  if (handler instanceof AsyncResource) return handler.runInAsyncScope(() => state.scopes.getStore()?.account);
+  return state.scopes.getStore()?.account;
+}
+
 /** The undici channel guard; returns its unsubscribe. */
 export function guardUndiciRequests(): () => void {
   const createdIn = new WeakMap<object, string>();
   const onCreate = (message: unknown): void => {
-    const account = state.scopes.getStore()?.account;
-    if (account !== undefined) createdIn.set((message as { request: object }).request, account);
+    const request = (message as { request: object }).request;
+    const account = accountOfRequest(request);
+    if (account !== undefined) createdIn.set(request, account);
   };
   const onSendHeaders = (message: unknown): void => {
     const { request, socket } = message as { request: object; socket: Socket };

@@ -30,15 +30,21 @@ export class Relay {
   private readonly waitingCallers = new Map<number, RelayEntry>();
   private readonly waitingAccepted = new Map<number, Socket>();
   private readonly open = new Set<Socket>();
-  readonly port: number;
+  /** The relay's port once it listens (listen() with a host completes asynchronously). */
+  port: number | undefined;
+  readonly ready: Promise<number>;
 
   constructor() {
     this.server.on('connection', (accepted) => this.onAccepted(accepted));
-    this.server.on('error', () => undefined);
-    // Binding a TCP listener to an IP literal is synchronous: the port is usable at once.
-    this.server.listen(0, '127.0.0.1');
+    this.ready = new Promise((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen(0, '127.0.0.1', () => {
+        this.port = (this.server.address() as net.AddressInfo).port;
+        resolve(this.port);
+      });
+    });
+    this.ready.catch(() => undefined);
     this.server.unref();
-    this.port = (this.server.address() as net.AddressInfo).port;
   }
 
   /** Called when the caller's socket has connected to the relay. */
