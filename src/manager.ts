@@ -2,18 +2,25 @@
  * SessionProxyManager: accounts and their pools, the routing table, and the
  * layers it installs. install() applies each layer and keeps its restore
  * function; uninstall() runs them in reverse and retires every pool.
+ * Health, failover, stats and egress verification are composed here from
+ * their own modules (health/, egress/, routing/).
  */
 import { EventEmitter } from 'node:events';
+import type { Socket } from 'node:net';
 import { state } from './state.js';
-import { AlreadyInstalledError, ConfigError } from './errors.js';
+import { AlreadyInstalledError, ConfigError, EgressLeakError, ProxyUnavailableError } from './errors.js';
 import { parseProxy } from './proxy/parse.js';
 import { LOOPBACK_NO_PROXY, NoProxyMatcher } from './proxy/no-proxy.js';
 import type { ProxyEndpoint, ProxyInfo } from './proxy/endpoint.js';
-import { AccountPools, DEFAULT_ACCOUNT } from './routing/account-pools.js';
+import { AccountPools, DEFAULT_ACCOUNT, type AccountPool } from './routing/account-pools.js';
 import { Router } from './routing/router.js';
 import { LeakPolicy, type LeakEvent } from './routing/leak-policy.js';
+import { AccountTunnels } from './routing/account-tunnels.js';
+import { choose, ROTATION_STRATEGIES, type Candidate } from './routing/strategies.js';
 import type { Target } from './routing/route.js';
 import { ConnectionPools } from './pools/connection-pools.js';
+import { HealthRegistry } from './health/health-registry.js';
+import { TrafficStats } from './health/traffic-stats.js';
 import { installEnv } from './layers/env.js';
 import { RoutingDispatcher, UndiciLayer } from './layers/undici.js';
 import { installHttp } from './layers/http.js';
@@ -21,13 +28,14 @@ import { installSocketLayer } from './layers/socket/connect-hook.js';
 import { guardHttp2Sessions, guardUndiciRequests } from './layers/socket/ownership.js';
 import { installChildProcess } from './layers/child-process.js';
 import { installDnsAudit } from './layers/dns-audit.js';
-import type { Socket } from 'node:net';
-import { probeEgress, type EgressOptions, type EgressResult } from './egress/verify.js';
+import { askIp, probeEgress, type EgressOptions, type EgressResult } from './egress/verify.js';
+import { EgressPolicy } from './egress/egress-policy.js';
 import { publish } from './diagnostics.js';
 import type { ProxySpec, SessionProxyOptions } from './options.js';
+import { buildStats, type ManagerStats } from './health/stats.js';
 
 export interface RotateOptions {
-  /** Also destroy the account's long-lived sockets on the old proxy (WebSockets, streams). @default false */
+  /** Also destroy the account's long-lived sockets on the old proxy (WebSockets, socket-level tunnels). @default false */
   closeExisting?: boolean;
 }
 
@@ -35,14 +43,42 @@ export interface RotateEvent {
   readonly account: string;
   readonly from: ProxyInfo;
   readonly to: ProxyInfo;
+  /** `manual` (rotate()) or `failover`. */
   readonly reason: string;
+  /** Sockets destroyed on the old proxy (closeExisting). */
   readonly closed: number;
+}
+
+export interface ProxyHealthEvent {
+  readonly proxy: ProxyInfo;
+  /** Accounts whose active proxy this is. */
+  readonly accounts: string[];
+  readonly error?: string;
+  /** When the next probe is due (proxy-down). */
+  readonly nextProbeAt?: number;
+  readonly latencyMs?: number;
+}
+
+export type EgressEvent = EgressResult & { readonly status: 'verified' } | { readonly account: string; readonly proxy: ProxyInfo; readonly status: 'mismatch' | 'failed'; readonly error: string };
+
+export interface VerifyRow {
+  readonly account: string;
+  readonly proxy: ProxyInfo;
+  readonly ok: boolean;
+  readonly ip?: string;
+  readonly endpoint?: string;
+  readonly latencyMs?: number;
+  readonly error?: string;
+  /** Other accounts that egress from the same IP. */
+  readonly sameIpAs: string[];
 }
 
 export interface SessionProxyEvents {
   leak: [LeakEvent];
   rotate: [RotateEvent];
-  egress: [EgressResult & { status: 'verified' }];
+  egress: [EgressEvent];
+  'proxy-down': [ProxyHealthEvent];
+  'proxy-up': [ProxyHealthEvent];
 }
 
 export class SessionProxyManager extends EventEmitter<SessionProxyEvents> {
@@ -53,27 +89,55 @@ export class SessionProxyManager extends EventEmitter<SessionProxyEvents> {
   private envNoProxy = new NoProxyMatcher([]);
   private readonly router: Router;
   private readonly leaks: LeakPolicy;
+  private readonly health: HealthRegistry;
+  private readonly traffic = new TrafficStats();
+  private readonly tunnels: AccountTunnels;
+  private readonly egress: EgressPolicy;
   private restores: Array<() => void> = [];
   private undiciLayer: UndiciLayer | undefined;
+  private idleSweep: NodeJS.Timeout | undefined;
+  private balanceCursor = new Map<string, number>();
   /** Socket-level tunnels by account, for rotate's closeExisting. */
   private readonly socketTunnels = new Map<string, Map<Socket, ProxyEndpoint>>();
 
   constructor(options: SessionProxyOptions = {}) {
     super();
     this.options = Object.freeze({ ...options });
+    if (options.strategy !== undefined && !ROTATION_STRATEGIES.includes(options.strategy)) {
+      throw new ConfigError(`strategy must be one of ${ROTATION_STRATEGIES.join(', ')}, got ${JSON.stringify(options.strategy)}`);
+    }
     if (options.proxy !== undefined) this.accounts.set(DEFAULT_ACCOUNT, this.parsePool(DEFAULT_ACCOUNT, options.proxy));
     for (const [name, spec] of Object.entries(options.accounts ?? {})) {
       if (name === DEFAULT_ACCOUNT) throw new ConfigError(`account name "${DEFAULT_ACCOUNT}" is reserved for the default pool (option \`proxy\`)`);
-      this.setAccount(name, spec);
+      this.addAccount(name, spec);
     }
+    if (this.exclusive) this.accounts.assignExclusive();
     this.noProxy = new NoProxyMatcher(options.noProxy ?? LOOPBACK_NO_PROXY);
-    this.connections = new ConnectionPools(options.requestTls);
+    this.health = new HealthRegistry(options.health ?? {}, options.healthCheck ?? {}, {
+      down: (proxy, h) => this.onProxyDown(proxy, h.lastError, h.cooldownUntil),
+      up: (proxy, h) => this.onProxyUp(proxy, h.lastLatencyMs),
+    });
+    this.egress = new EgressPolicy(options, (account) => this.verifyEgress(account));
+    this.tunnels = new AccountTunnels({
+      gate: (account) => this.egress.gate(account),
+      opened: (account, proxy, socket, latencyMs) => {
+        this.health.succeed(proxy, latencyMs);
+        this.traffic.tunnel(account, proxy.identityKey, socket, latencyMs);
+      },
+      failed: (account, proxy, error) => this.onTunnelFailure(account, proxy, error),
+    });
+    this.connections = new ConnectionPools((account, proxy) => this.tunnels.opener(account, proxy), options.requestTls);
     const self = this;
     this.router = new Router({
       pools: this.accounts,
       noProxy: this.noProxy,
-      get envNoProxy() { return self.envNoProxy; },
+      get envNoProxy() {
+        return self.envNoProxy;
+      },
       requireScope: options.requireScope ?? false,
+      select: (account) => this.select(account),
+      unavailable: (account, proxy) => this.unavailable(account, proxy),
+      counted: (account, proxy) => this.traffic.request(account, proxy.identityKey),
     });
     this.leaks = new LeakPolicy(options.strict ?? true, (event) => this.emit('leak', event));
   }
@@ -89,6 +153,7 @@ export class SessionProxyManager extends EventEmitter<SessionProxyEvents> {
       throw new AlreadyInstalledError('another SessionProxyManager is already installed in this process; use getManager() to reach it, or uninstall() it first');
     }
     this.envNoProxy = NoProxyMatcher.fromEnv(process.env);
+    const openerFor = (account: string, proxy: ProxyEndpoint) => this.tunnels.opener(account, proxy);
     try {
       const fallback = this.accounts.get(DEFAULT_ACCOUNT);
       if (fallback && (this.options.env ?? true)) {
@@ -103,6 +168,7 @@ export class SessionProxyManager extends EventEmitter<SessionProxyEvents> {
           leaks: this.leaks,
           isProxyAddress: (t) => this.isProxyAddress(t),
           requestTls: this.options.requestTls,
+          openerFor,
           onRequest: () => this.undiciLayer?.reassert(),
         }),
       );
@@ -112,6 +178,7 @@ export class SessionProxyManager extends EventEmitter<SessionProxyEvents> {
           leaks: this.leaks,
           tunnelSockets: this.options.tunnelSockets ?? true,
           isProxyAddress: (t) => this.isProxyAddress(t),
+          openerFor,
           onTunnel: (socket, account, proxy) => this.trackSocketTunnel(socket, account, proxy),
         }),
       );
@@ -123,6 +190,11 @@ export class SessionProxyManager extends EventEmitter<SessionProxyEvents> {
       throw err;
     }
     state.installed = this;
+    this.health.startPeriodic(() => this.allProxies());
+    this.egress.start(() => this.accounts.names());
+    const idle = this.options.idleTimeout ?? 300_000;
+    this.idleSweep = setInterval(() => void this.connections.evictIdle(idle), Math.max(250, Math.floor(idle / 2)));
+    this.idleSweep.unref();
     return this;
   }
 
@@ -132,6 +204,9 @@ export class SessionProxyManager extends EventEmitter<SessionProxyEvents> {
     this.restoreAll();
     state.installed = undefined;
     this.undiciLayer = undefined;
+    clearInterval(this.idleSweep);
+    this.health.close();
+    this.egress.close();
     await this.connections.retireAll();
   }
 
@@ -170,9 +245,19 @@ export class SessionProxyManager extends EventEmitter<SessionProxyEvents> {
 
   /** Adds or replaces an account. Replacing retires its old pools. */
   setAccount(account: string, spec: ProxySpec): this {
-    if (!account || typeof account !== 'string') throw new ConfigError(`account name must be a non-empty string, got ${JSON.stringify(account)}`);
+    if (account === DEFAULT_ACCOUNT) throw new ConfigError(`account name "${DEFAULT_ACCOUNT}" is reserved for the default pool (option \`proxy\`)`);
     const previous = this.accounts.get(account);
-    this.accounts.set(account, this.parsePool(account, spec));
+    const pool = this.addAccount(account, spec);
+    if (this.exclusive) {
+      const free = pool.proxies.findIndex((p) => this.accounts.holders(p.identityKey).every((h) => h === account));
+      if (free === -1) {
+        if (previous) this.accounts.set(account, previous.proxies).active = previous.active;
+        else this.accounts.delete(account);
+        const holders = [...new Set(pool.proxies.flatMap((p) => this.accounts.holders(p.identityKey)))].map((n) => `"${n}"`).join(', ');
+        throw new ConfigError(`account "${account}" would share a proxy with ${holders} (exclusive: true)`);
+      }
+      pool.active = free;
+    }
     if (previous) void this.connections.retire(account);
     return this;
   }
@@ -181,40 +266,187 @@ export class SessionProxyManager extends EventEmitter<SessionProxyEvents> {
   async removeAccount(account: string): Promise<void> {
     this.accounts.require(account);
     this.accounts.delete(account);
+    this.egress.forget(account);
     await this.connections.retire(account);
   }
 
-  /** Moves `account` to the next proxy of its pool; returns the new ProxyInfo. */
+  /**
+   * Moves `account` to the next proxy of its pool (per `strategy`, skipping
+   * proxies that are down or held by another account); returns the new
+   * ProxyInfo. New requests use it at once; idle keep-alive sockets on the
+   * old proxy close; in-flight requests finish there.
+   */
   async rotate(account: string = this.currentAccount() ?? DEFAULT_ACCOUNT, options: RotateOptions = {}): Promise<ProxyInfo> {
     const pool = this.accounts.require(account);
-    const from = pool.proxies[pool.active];
-    pool.active = (pool.active + 1) % pool.proxies.length;
-    const to = pool.proxies[pool.active];
-    let closed = 0;
-    if (to.identityKey !== from.identityKey) {
-      closed = await this.connections.retire(account, from, options.closeExisting ?? false);
-      if (options.closeExisting) closed += this.closeSocketTunnels(account, from);
+    if (pool.proxies.length > 1 && this.nextIndex(pool) === undefined) {
+      throw new ProxyUnavailableError(`no other proxy of the pool is available: ${this.describePool(pool)}`, { account });
     }
-    const event: RotateEvent = { account, from: from.info(), to: to.info(), reason: 'manual', closed };
-    publish('rotate', () => event);
-    this.emit('rotate', event);
-    return to.info();
+    return (await this.move(account, 'manual', options.closeExisting ?? false)).info();
   }
 
-  /** Asks IP-echo endpoints through the account's proxy and returns the egress IP it saw. */
-  async verifyEgress(account: string = this.currentAccount() ?? DEFAULT_ACCOUNT, options: EgressOptions = {}): Promise<EgressResult> {
+  /** Asks IP-echo endpoints through the account's proxy and returns the egress IP they saw. */
+  async verifyEgress(account: string = this.currentAccount() ?? DEFAULT_ACCOUNT, options: EgressOptions & { compareDirect?: boolean } = {}): Promise<EgressResult> {
     this.undiciLayer?.reassert();
     const proxy = this.accounts.active(account);
-    const result = await probeEgress(account, proxy, { requestTls: this.options.requestTls, ...options });
-    const event = { ...result, status: 'verified' as const };
-    publish('egress', () => event);
-    this.emit('egress', event);
-    return result;
+    const opts: EgressOptions = { requestTls: this.options.requestTls, endpoints: this.options.egressEndpoints, ...options };
+    try {
+      const result = await probeEgress(account, proxy, opts);
+      if (options.compareDirect) {
+        const direct = await askIp(result.endpoint, undefined, account, opts);
+        if (direct === result.ip) {
+          throw new EgressLeakError(`egress through the proxy (${result.ip}) equals the direct egress: the proxy is transparent or the route leaks`, { account, proxy });
+        }
+      }
+      this.emitEgress({ ...result, status: 'verified' });
+      return result;
+    } catch (err) {
+      const status = (err as Error).name === 'EgressMismatchError' || (err as Error).name === 'EgressLeakError' ? 'mismatch' : 'failed';
+      this.emitEgress({ account, proxy: proxy.info(), status, error: (err as Error).message });
+      throw err;
+    }
+  }
+
+  /** Verifies every account concurrently; flags accounts that egress from the same IP. */
+  async verifyAll(options: EgressOptions = {}): Promise<VerifyRow[]> {
+    const names = this.accounts.names();
+    const results = await Promise.allSettled(names.map((a) => this.verifyEgress(a, options)));
+    const rows = names.map((account, i) => {
+      const r = results[i];
+      const proxy = this.accounts.active(account).info();
+      return r.status === 'fulfilled'
+        ? { account, proxy, ok: true, ip: r.value.ip, endpoint: r.value.endpoint, latencyMs: r.value.latencyMs, sameIpAs: [] as string[] }
+        : { account, proxy, ok: false, error: (r.reason as Error).message, sameIpAs: [] as string[] };
+    });
+    for (const row of rows) {
+      if (!row.ip) continue;
+      row.sameIpAs = rows.filter((o) => o !== row && o.ip === row.ip).map((o) => o.account);
+      if (row.sameIpAs.length) row.ok = false;
+    }
+    return rows;
+  }
+
+  /** Requests, failures, open connections, bytes and latency per proxy and per account. */
+  stats(): ManagerStats {
+    return buildStats(this.traffic.snapshot(), this.accounts, (p) => this.health.of(p));
   }
 
   /** Number of open sockets in the library's pools (all accounts, or one). */
   openSockets(account?: string): number {
     return this.connections.openSockets(account);
+  }
+
+  // --- internals -----------------------------------------------------------
+
+  private get exclusive(): boolean {
+    return this.options.exclusive ?? Object.keys(this.options.accounts ?? {}).length > 0;
+  }
+
+  private failoverOn(pool: AccountPool): boolean {
+    return this.options.failover ?? pool.proxies.length > 1;
+  }
+
+  private select(account: string): ProxyEndpoint {
+    const pool = this.accounts.require(account);
+    if (this.options.balance !== 'per-connection' || pool.proxies.length === 1) return pool.proxies[pool.active];
+    const start = this.balanceCursor.get(account) ?? pool.active;
+    for (let i = 1; i <= pool.proxies.length; i++) {
+      const index = (start + i) % pool.proxies.length;
+      if (this.health.of(pool.proxies[index]).available) {
+        this.balanceCursor.set(account, index);
+        return pool.proxies[index];
+      }
+    }
+    return pool.proxies[pool.active];
+  }
+
+  private unavailable(account: string, proxy: ProxyEndpoint): Error | undefined {
+    const quarantine = this.egress.quarantineError(account);
+    if (quarantine) return quarantine;
+    const pool = this.accounts.require(account);
+    if (!this.failoverOn(pool) || this.health.of(proxy).available) return undefined;
+    return new ProxyUnavailableError(`every proxy of the pool is down: ${this.describePool(pool)}`, { account });
+  }
+
+  private describePool(pool: AccountPool): string {
+    return pool.proxies
+      .map((p) => {
+        const h = this.health.of(p);
+        if (h.status === 'up') return `${p} (up)`;
+        const due = h.status === 'probing' ? 'probing now' : `next probe in ${Math.max(0, h.cooldownUntil - Date.now())} ms`;
+        return `${p} (${h.status}, ${due})`;
+      })
+      .join('; ');
+  }
+
+  private onTunnelFailure(account: string, proxy: ProxyEndpoint, error: Error): ProxyEndpoint | undefined {
+    this.traffic.failure(account, proxy.identityKey);
+    this.health.fail(proxy, error);
+    return this.accounts.get(account) ? this.accounts.active(account) : undefined;
+  }
+
+  private onProxyDown(proxy: ProxyEndpoint, error: string | undefined, nextProbeAt: number): void {
+    const accounts = this.accounts.holders(proxy.identityKey);
+    const event: ProxyHealthEvent = { proxy: proxy.info(), accounts, error, nextProbeAt };
+    publish('proxyDown', () => event);
+    this.emit('proxy-down', event);
+    for (const account of accounts) {
+      const pool = this.accounts.get(account)!;
+      if (this.failoverOn(pool) && this.nextIndex(pool) !== undefined) void this.move(account, 'failover', false);
+    }
+  }
+
+  private onProxyUp(proxy: ProxyEndpoint, latencyMs: number | undefined): void {
+    const event: ProxyHealthEvent = { proxy: proxy.info(), accounts: this.accounts.holders(proxy.identityKey), latencyMs };
+    publish('proxyUp', () => event);
+    this.emit('proxy-up', event);
+  }
+
+  /** The index `pool` would move to: available, not held by another account (exclusive). */
+  private nextIndex(pool: AccountPool): number | undefined {
+    const candidates: Candidate[] = [];
+    const requests = new Map<string, number>();
+    for (const row of this.traffic.snapshot()) requests.set(row.proxyKey, (requests.get(row.proxyKey) ?? 0) + row.requests);
+    pool.proxies.forEach((p, index) => {
+      if (index === pool.active) return;
+      const h = this.health.of(p);
+      if (!h.available) return;
+      const holders = this.accounts.holders(p.identityKey).filter((a) => a !== pool.name);
+      if (this.exclusive && holders.length) return;
+      candidates.push({ index, holders: holders.length, requests: requests.get(p.identityKey) ?? 0, recentFailures: h.recentFailures(), latencyMs: h.latencyEwmaMs });
+    });
+    return choose(this.options.strategy ?? 'round-robin', pool.active, pool.proxies.length, candidates)?.index;
+  }
+
+  private async move(account: string, reason: 'manual' | 'failover', closeExisting: boolean): Promise<ProxyEndpoint> {
+    const pool = this.accounts.require(account);
+    const from = pool.proxies[pool.active];
+    const next = this.nextIndex(pool);
+    if (next === undefined) return from;
+    pool.active = next;
+    const to = pool.proxies[next];
+    let closed = await this.connections.retire(account, from, closeExisting);
+    if (closeExisting) closed += this.closeSocketTunnels(account, from);
+    const event: RotateEvent = { account, from: from.info(), to: to.info(), reason, closed };
+    publish('rotate', () => event);
+    this.emit('rotate', event);
+    if (this.options.verifyOnRotate) void this.egress.require(account).catch(() => undefined);
+    return to;
+  }
+
+  private emitEgress(event: EgressEvent): void {
+    publish('egress', () => event);
+    this.emit('egress', event);
+  }
+
+  private *allProxies(): Iterable<ProxyEndpoint> {
+    const seen = new Set<string>();
+    for (const pool of this.accounts.all()) {
+      for (const p of pool.proxies) {
+        if (seen.has(p.identityKey)) continue;
+        seen.add(p.identityKey);
+        yield p;
+      }
+    }
   }
 
   private trackSocketTunnel(socket: Socket, account: string, proxy: ProxyEndpoint): void {
@@ -240,8 +472,13 @@ export class SessionProxyManager extends EventEmitter<SessionProxyEvents> {
 
   private isProxyAddress(target: Target): boolean {
     const host = target.host.toLowerCase();
-    for (const pool of this.accounts.all()) for (const p of pool.proxies) if (p.host === host && p.port === target.port) return true;
+    for (const p of this.allProxies()) if (p.host === host && p.port === target.port) return true;
     return false;
+  }
+
+  private addAccount(account: string, spec: ProxySpec): AccountPool {
+    if (!account || typeof account !== 'string') throw new ConfigError(`account name must be a non-empty string, got ${JSON.stringify(account)}`);
+    return this.accounts.set(account, this.parsePool(account, spec));
   }
 
   private parsePool(account: string, spec: ProxySpec): ProxyEndpoint[] {

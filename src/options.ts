@@ -1,5 +1,8 @@
 import type { ConnectionOptions } from 'node:tls';
 import type { ProxyInput, ProxyProtocol } from './proxy/endpoint.js';
+import type { RotationStrategy } from './routing/strategies.js';
+import type { HealthOptions } from './health/proxy-health.js';
+import type { HealthCheckOptions } from './health/health-registry.js';
 
 /** One proxy, or a pool of them (the first is active; rotate() and failover move on). */
 export type ProxySpec = ProxyInput | readonly ProxyInput[];
@@ -57,4 +60,49 @@ export interface SessionProxyOptions {
    * @default true
    */
   tunnelSockets?: boolean;
+
+  /**
+   * Which proxy an account moves to on rotate() and failover.
+   * @default 'round-robin'
+   */
+  strategy?: RotationStrategy;
+  /**
+   * `sticky`: an account uses its active proxy until rotate()/failover (an
+   * exchange sees one IP per account). `per-connection`: each new
+   * connection picks the next healthy proxy of the pool (scraping).
+   * @default 'sticky'
+   */
+  balance?: 'sticky' | 'per-connection';
+  /**
+   * Two accounts never hold the same proxy identity at once; rotation and
+   * failover skip proxies another account holds. A configuration that
+   * forces sharing fails with ConfigError.
+   * @default true when accounts are configured
+   */
+  exclusive?: boolean;
+  /**
+   * Move an account off a failing proxy automatically.
+   * @default true for pools of 2+, false for a single proxy
+   */
+  failover?: boolean;
+  /** When a proxy goes into cooldown. @default { threshold: 3, windowMs: 30000, cooldownMs: 5000, maxCooldownMs: 300000 } */
+  health?: HealthOptions;
+  /** Periodic probes of every proxy. Off by default. */
+  healthCheck?: HealthCheckOptions;
+  /** IP-echo endpoints for verifyEgress/verifyAll. @default DEFAULT_EGRESS_ENDPOINTS */
+  egressEndpoints?: readonly string[];
+  /** Verify each account's egress before its first connection. @default false */
+  verifyOnStart?: boolean;
+  /** Verify again after each rotation or failover. @default false */
+  verifyOnRotate?: boolean;
+  /** Re-verify every account this often (ms). */
+  verifyEvery?: number;
+  /** `quarantine` stops an account's traffic after a failed verification until one succeeds. @default 'error' */
+  onMismatch?: 'error' | 'quarantine';
+  /**
+   * Connection pools of an (account, proxy) unused this long are closed and
+   * dropped (ms).
+   * @default 300000
+   */
+  idleTimeout?: number;
 }

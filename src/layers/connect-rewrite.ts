@@ -10,7 +10,6 @@ import type * as http from 'node:http';
 import { Duplex } from 'node:stream';
 import type { Socket } from 'node:net';
 import { state } from '../state.js';
-import { openTunnel } from '../tunnel/open-tunnel.js';
 import type { Target } from '../routing/route.js';
 import type { HttpLayerDeps } from './http.js';
 import type { RequestOptions, ResponseCallback } from './http-args.js';
@@ -19,13 +18,17 @@ export function connectViaAccountProxy(deps: HttpLayerDeps, options: RequestOpti
   const route = deps.router.resolve(target);
   const original = state.originals.httpRequest;
   if (route.kind === 'direct') return original(options, callback);
+  if (route.kind === 'fail') {
+    const stand = new TunnelStandIn(Promise.reject(route.error));
+    return original({ ...options, agent: undefined, createConnection: () => stand as unknown as Socket }, callback);
+  }
   if (route.kind === 'blocked') {
     const error = deps.leaks.violation({ layer: 'http', route, target, reason: route.reason });
     if (!error) return original(options, callback);
     const stand = new TunnelStandIn(Promise.reject(error));
     return original({ ...options, agent: undefined, createConnection: () => stand as unknown as Socket }, callback);
   }
-  const stand = new TunnelStandIn(openTunnel(route.proxy, target, { account: route.account }));
+  const stand = new TunnelStandIn(deps.openerFor(route.account, route.proxy)(target));
   const routed: RequestOptions = { ...options, agent: undefined, createConnection: () => stand as unknown as Socket };
   return original(routed, callback);
 }

@@ -35,6 +35,7 @@ export interface HttpLayerDeps {
   readonly isProxyAddress: (target: Target) => boolean;
   /** TLS options for targets when the request carries none (recovered env-proxied https requests). */
   readonly requestTls?: import('node:tls').ConnectionOptions;
+  readonly openerFor: (account: string, proxy: import('../proxy/endpoint.js').ProxyEndpoint) => import('../routing/account-tunnels.js').TunnelOpener;
   /** Called on every routed request (re-asserts the undici dispatcher). */
   readonly onRequest?: () => void;
 }
@@ -96,6 +97,7 @@ export function installHttp(deps: HttpLayerDeps): () => void {
 function send(deps: HttpLayerDeps, original: RequestFn, secure: boolean, options: RequestOptions, callback: ResponseCallback | undefined, target: Target): http.ClientRequest {
   const route = deps.router.resolve(target);
   if (route.kind === 'direct') return original(options, callback);
+  if (route.kind === 'fail') return failWith(original, options, callback, route.error);
   if (route.kind === 'proxy') {
     const foreign = route.scoped && deps.isProxyAddress(target) ? deps.router.foreignProxyAt(target, route.account) : undefined;
     if (!foreign) {

@@ -42,6 +42,7 @@ export class RoutingDispatcher extends Dispatcher {
       const error = this.leaks.violation({ layer: 'undici', route, target, reason: `connection to another account's proxy ${foreign}` });
       return error ? failingDispatcher(error) : this.direct;
     }
+    if (route.kind === 'fail') return failingDispatcher(route.error);
     if (route.kind === 'blocked') {
       const error = this.leaks.violation({ layer: 'undici', route, target, reason: route.reason });
       return error ? failingDispatcher(error) : this.direct;

@@ -16,6 +16,9 @@ import type * as http from 'node:http';
 import type { ProxyEndpoint } from '../proxy/endpoint.js';
 import { tunnelConnector } from './tunnel-connector.js';
 import { HttpTunnelAgent, HttpsTunnelAgent, type TunnelAgentOptions } from './tunnel-agents.js';
+import type { TunnelOpener } from '../routing/account-tunnels.js';
+
+export type OpenerFactory = (account: string, proxy: ProxyEndpoint) => TunnelOpener;
 
 class ProxyConnections {
   dispatcher: UndiciAgent | undefined;
@@ -24,9 +27,11 @@ class ProxyConnections {
   /** Every socket these pools opened and that is still open. */
   readonly sockets = new Set<Socket>();
   readonly tunnel: TunnelAgentOptions;
+  /** Last time a request was routed to these pools (for idle eviction). */
+  lastUsed = Date.now();
 
-  constructor(readonly account: string, readonly proxy: ProxyEndpoint, private readonly requestTls: ConnectionOptions | undefined) {
-    this.tunnel = { proxy, account, onSocket: (s) => this.track(s) };
+  constructor(readonly account: string, readonly proxy: ProxyEndpoint, open: TunnelOpener, private readonly requestTls: ConnectionOptions | undefined) {
+    this.tunnel = { open, onSocket: (s) => this.track(s) };
   }
 
   private track(socket: Socket): void {
@@ -66,15 +71,16 @@ class ProxyConnections {
 export class ConnectionPools {
   private readonly pools = new Map<string, ProxyConnections>();
 
-  constructor(private readonly requestTls?: ConnectionOptions) {}
+  constructor(private readonly openerFor: OpenerFactory, private readonly requestTls?: ConnectionOptions) {}
 
   private of(account: string, proxy: ProxyEndpoint): ProxyConnections {
     const key = `${account}\0${proxy.identityKey}`;
     let pool = this.pools.get(key);
     if (!pool) {
-      pool = new ProxyConnections(account, proxy, this.requestTls);
+      pool = new ProxyConnections(account, proxy, this.openerFor(account, proxy), this.requestTls);
       this.pools.set(key, pool);
     }
+    pool.lastUsed = Date.now();
     return pool;
   }
 
@@ -101,6 +107,22 @@ export class ConnectionPools {
     const all = [...this.pools.values()];
     this.pools.clear();
     await Promise.all(all.map((p) => p.retire(destroy)));
+  }
+
+  /** Retires pools unused for `idleMs` that hold no open socket; returns how many. */
+  async evictIdle(idleMs: number, now = Date.now()): Promise<number> {
+    const idle: ProxyConnections[] = [];
+    for (const [key, pool] of this.pools) {
+      if (now - pool.lastUsed < idleMs) continue;
+      this.pools.delete(key);
+      idle.push(pool);
+    }
+    await Promise.all(idle.map((p) => p.retire(false)));
+    return idle.length;
+  }
+
+  get size(): number {
+    return this.pools.size;
   }
 
   /** Open sockets per account (for stats and tests). */

@@ -8,16 +8,14 @@
 import * as http from 'node:http';
 import * as https from 'node:https';
 import type { Socket } from 'node:net';
-import type { ProxyEndpoint } from '../proxy/endpoint.js';
-import { openTunnel } from '../tunnel/open-tunnel.js';
+import type { TunnelOpener } from '../routing/account-tunnels.js';
 import { secureTunnel } from '../tunnel/secure.js';
 import { unbracket } from '../routing/route.js';
 
 type Callback = (err: Error | null, socket: Socket) => void;
 
 export interface TunnelAgentOptions {
-  readonly proxy: ProxyEndpoint;
-  readonly account: string;
+  readonly open: TunnelOpener;
   readonly onSocket?: (socket: Socket) => void;
 }
 
@@ -26,7 +24,7 @@ const AGENT_DEFAULTS = { keepAlive: true, scheduling: 'lifo' as const };
 function connectThrough(o: TunnelAgentOptions, secure: boolean, options: https.RequestOptions, cb: Callback): void {
   const host = unbracket(String(options.host ?? options.hostname ?? 'localhost'));
   const port = Number(options.port) || (secure ? 443 : 80);
-  openTunnel(o.proxy, { host, port }, { account: o.account, signal: options.signal ?? undefined }).then(
+  o.open({ host, port }, options.signal ?? undefined).then(
     (raw) => {
       // Returned before the TLS handshake completes, as https.Agent's own createConnection does.
       const socket = secure ? secureTunnel(raw, host, tlsOptionsOf(options)) : raw;

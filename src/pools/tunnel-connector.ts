@@ -7,14 +7,12 @@
 import type { ConnectionOptions } from 'node:tls';
 import type { Socket } from 'node:net';
 import type { buildConnector } from 'undici';
-import type { ProxyEndpoint } from '../proxy/endpoint.js';
-import { openTunnel } from '../tunnel/open-tunnel.js';
+import type { TunnelOpener } from '../routing/account-tunnels.js';
 import { secureTunnel } from '../tunnel/secure.js';
 import { defaultPort, unbracket } from '../routing/route.js';
 
 export interface TunnelConnectorOptions {
-  readonly proxy: ProxyEndpoint;
-  readonly account: string;
+  readonly open: TunnelOpener;
   /** TLS options for the origin (ca, rejectUnauthorized, …), like undici ProxyAgent's `requestTls`. */
   readonly requestTls?: ConnectionOptions;
   /** Called with every socket handed to undici (for stats and rotate's closeExisting). */
@@ -25,7 +23,7 @@ export function tunnelConnector(o: TunnelConnectorOptions): buildConnector.conne
   return (opts, callback) => {
     const host = unbracket(opts.hostname);
     const port = Number(opts.port) || defaultPort(opts.protocol);
-    openTunnel(o.proxy, { host, port }, { account: o.account }).then(
+    o.open({ host, port }).then(
       (raw) => {
         if (opts.protocol !== 'https:' && opts.protocol !== 'wss:') {
           o.onSocket?.(raw);

@@ -62,6 +62,31 @@ export class AccountPools {
     return this.pools.values();
   }
 
+  /** Accounts whose active proxy has this identity. */
+  holders(identityKey: string): string[] {
+    const out: string[] = [];
+    for (const pool of this.pools.values()) if (pool.proxies[pool.active].identityKey === identityKey) out.push(pool.name);
+    return out;
+  }
+
+  /**
+   * Exclusivity: give every account an active proxy no other account holds.
+   * Accounts are served in configuration order; one left with nothing free
+   * is a configuration that forces sharing.
+   */
+  assignExclusive(): void {
+    const taken = new Map<string, string>();
+    for (const pool of this.pools.values()) {
+      const free = pool.proxies.findIndex((p) => !taken.has(p.identityKey));
+      if (free === -1) {
+        const others = [...new Set(pool.proxies.map((p) => taken.get(p.identityKey)!))].map((n) => `"${n}"`).join(', ');
+        throw new ConfigError(`accounts "${pool.name}" and ${others} would have to share a proxy (exclusive: true); give each account its own proxy, or set exclusive: false`);
+      }
+      pool.active = free;
+      taken.set(pool.proxies[free].identityKey, pool.name);
+    }
+  }
+
   /** A proxy of another account listening at target (see Router.foreignProxyAt). */
   proxyAt(target: Target, except: string): ProxyEndpoint | undefined {
     const host = target.host.toLowerCase();

@@ -10,7 +10,9 @@ export interface Target {
 export type Route =
   | { readonly kind: 'proxy'; readonly account: string; readonly proxy: ProxyEndpoint; readonly scoped: boolean }
   | { readonly kind: 'direct'; readonly account: string | undefined; readonly reason: DirectReason }
-  | { readonly kind: 'blocked'; readonly account: string | undefined; readonly reason: string };
+  | { readonly kind: 'blocked'; readonly account: string | undefined; readonly reason: string }
+  /** Routable in principle, but not now: the pool is down, or the account is quarantined. Not a leak. */
+  | { readonly kind: 'fail'; readonly account: string; readonly error: Error };
 
 export type DirectReason = 'no-proxy' | 'env-no-proxy' | 'unscoped' | 'not-strict';
 

@@ -24,6 +24,12 @@ export interface RouterOptions {
   /** The operator's NO_PROXY as it was before install: applies outside scopes only. */
   readonly envNoProxy: NoProxyMatcher;
   readonly requireScope: boolean;
+  /** The proxy an account's next connection uses (its active one, or a balanced pick). */
+  readonly select: (account: string) => ProxyEndpoint;
+  /** Why the account cannot use `proxy` right now (pool down, quarantine), if so. */
+  readonly unavailable: (account: string, proxy: ProxyEndpoint) => Error | undefined;
+  /** Counts a request routed through a proxy. */
+  readonly counted?: (account: string, proxy: ProxyEndpoint) => void;
 }
 
 export class Router {
@@ -37,18 +43,26 @@ export class Router {
   resolve(target: Target, account: string | undefined = this.currentAccount()): Route {
     if (account !== undefined) {
       if (this.o.noProxy.matches(target.host, target.port)) return { kind: 'direct', account, reason: 'no-proxy' };
-      return { kind: 'proxy', account, proxy: this.o.pools.active(account), scoped: true };
+      return this.through(account, true);
     }
     const fallback = this.o.pools.get(DEFAULT_ACCOUNT);
     if (fallback) {
       if (this.o.noProxy.matches(target.host, target.port)) return { kind: 'direct', account, reason: 'no-proxy' };
       if (this.o.envNoProxy.matches(target.host, target.port)) return { kind: 'direct', account, reason: 'env-no-proxy' };
-      return { kind: 'proxy', account: DEFAULT_ACCOUNT, proxy: this.o.pools.active(DEFAULT_ACCOUNT), scoped: false };
+      return this.through(DEFAULT_ACCOUNT, false);
     }
     if (this.o.requireScope && !this.o.noProxy.matches(target.host, target.port)) {
       return { kind: 'blocked', account, reason: 'traffic outside any withProxy scope is refused (requireScope: true)' };
     }
     return { kind: 'direct', account, reason: 'unscoped' };
+  }
+
+  private through(account: string, scoped: boolean): Route {
+    const proxy = this.o.select(account);
+    const error = this.o.unavailable(account, proxy);
+    if (error) return { kind: 'fail', account, error };
+    this.o.counted?.(account, proxy);
+    return { kind: 'proxy', account, proxy, scoped };
   }
 
   /**

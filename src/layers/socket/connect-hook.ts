@@ -24,6 +24,7 @@ import type { LeakPolicy } from '../../routing/leak-policy.js';
 import { unbracket, type Route, type Target } from '../../routing/route.js';
 import type { ProxyEndpoint } from '../../proxy/endpoint.js';
 import { Relay } from './relay.js';
+import type { TunnelOpener } from '../../routing/account-tunnels.js';
 import { claimSocket } from './ownership.js';
 
 export interface SocketLayerDeps {
@@ -35,6 +36,7 @@ export interface SocketLayerDeps {
   readonly isProxyAddress: (target: Target) => boolean;
   /** Told about every tunnelled socket, for rotate's closeExisting. */
   readonly onTunnel?: (socket: Socket, account: string, proxy: ProxyEndpoint) => void;
+  readonly openerFor: (account: string, proxy: ProxyEndpoint) => TunnelOpener;
 }
 
 type ConnectFn = (this: Socket, ...args: unknown[]) => Socket;
@@ -52,6 +54,7 @@ export function installSocketLayer(deps: SocketLayerDeps): () => void {
     const route = deps.router.resolve(target);
     if (route.kind === 'direct') return original.apply(this, args);
     if (route.kind === 'blocked') return refuse(this, args, route, target, route.reason);
+    if (route.kind === 'fail') return failSocket(this, route.error);
     if (deps.isProxyAddress(target)) {
       // A client dialing a proxy itself (its own ProxyAgent reading HTTPS_PROXY):
       // its own way out passes as is; another account's proxy is a leak.
@@ -66,7 +69,7 @@ export function installSocketLayer(deps: SocketLayerDeps): () => void {
     claimSocket(socket, route.account);
     reportTarget(socket, target);
     deps.onTunnel?.(socket, route.account, route.proxy);
-    const entry = { caller: socket, account: route.account, proxy: route.proxy, target };
+    const entry = { caller: socket, open: deps.openerFor(route.account, route.proxy), target };
     socket.once('connect', () => relay.register(socket.localPort!, entry));
     const relayed: Record<string, unknown> = { host: '127.0.0.1' };
     for (const k of ['timeout', 'noDelay', 'keepAlive', 'keepAliveInitialDelay', 'signal'] as const) {
@@ -85,10 +88,7 @@ export function installSocketLayer(deps: SocketLayerDeps): () => void {
   const refuse = (socket: Socket, args: unknown[], route: Route, target: Target, reason: string): Socket => {
     const error = deps.leaks.violation({ layer: 'socket', route, target, reason });
     if (!error) return original.apply(socket, args);
-    // No SYN is sent: the socket fails as if the connect had failed.
-    (socket as { connecting: boolean }).connecting = true;
-    process.nextTick(() => socket.destroy(error));
-    return socket;
+    return failSocket(socket, error);
   };
 
   net.Socket.prototype.connect = hooked as unknown as net.Socket['connect'];
@@ -96,6 +96,13 @@ export function installSocketLayer(deps: SocketLayerDeps): () => void {
     net.Socket.prototype.connect = state.originals.socketConnect;
     relay.close();
   };
+}
+
+/** No SYN is sent: the socket fails as if its connect had failed. */
+function failSocket(socket: Socket, error: Error): Socket {
+  (socket as { connecting: boolean }).connecting = true;
+  process.nextTick(() => socket.destroy(error));
+  return socket;
 }
 
 /**

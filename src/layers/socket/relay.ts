@@ -12,14 +12,12 @@
  */
 import net from 'node:net';
 import type { Socket } from 'node:net';
-import type { ProxyEndpoint } from '../../proxy/endpoint.js';
-import { openTunnel } from '../../tunnel/open-tunnel.js';
 import type { Target } from '../../routing/route.js';
+import type { TunnelOpener } from '../../routing/account-tunnels.js';
 
 export interface RelayEntry {
   readonly caller: Socket;
-  readonly account: string;
-  readonly proxy: ProxyEndpoint;
+  readonly open: TunnelOpener;
   readonly target: Target;
 }
 
@@ -80,7 +78,7 @@ export class Relay {
   }
 
   private join(accepted: Socket, entry: RelayEntry): void {
-    openTunnel(entry.proxy, entry.target, { account: entry.account }).then(
+    entry.open(entry.target).then(
       (tunnel) => {
         if (accepted.destroyed || entry.caller.destroyed) {
           tunnel.destroy();

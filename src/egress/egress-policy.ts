@@ -1,0 +1,80 @@
+/**
+ * When an account's egress must be proven before traffic flows:
+ * - verifyOnStart: each account verified before its first tunnel opens;
+ * - verifyOnRotate: again after each move to a new proxy;
+ * - verifyEvery: periodically;
+ * - onMismatch 'quarantine': a failed verification stops the account's
+ *   traffic (typed errors) until a later verification succeeds.
+ * The gate is awaited when a tunnel opens, never per request, so a verified
+ * account pays nothing.
+ */
+import { SessionProxyError } from '../errors.js';
+
+export interface EgressPolicyOptions {
+  /** @default false */
+  verifyOnStart?: boolean;
+  /** @default false */
+  verifyOnRotate?: boolean;
+  /** Re-verify every account this often (ms). */
+  verifyEvery?: number;
+  /** @default 'error' — the failure is reported; 'quarantine' also stops the account's traffic. */
+  onMismatch?: 'error' | 'quarantine';
+}
+
+export class EgressPolicy {
+  private readonly pending = new Map<string, Promise<void>>();
+  private readonly quarantined = new Map<string, SessionProxyError>();
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(readonly o: EgressPolicyOptions, private readonly verify: (account: string) => Promise<unknown>) {}
+
+  /** What a tunnel for `account` must wait for, if anything. */
+  gate(account: string): Promise<void> | undefined {
+    const q = this.quarantined.get(account);
+    if (q) return Promise.reject(q);
+    return this.pending.get(account);
+  }
+
+  /** The error that stops a quarantined account's traffic at routing time. */
+  quarantineError(account: string): SessionProxyError | undefined {
+    return this.quarantined.get(account);
+  }
+
+  /** Verifies now; tunnels of the account wait for it. */
+  require(account: string): Promise<void> {
+    const run = this.verify(account).then(
+      () => {
+        this.quarantined.delete(account);
+      },
+      (err: unknown) => {
+        if (this.o.onMismatch === 'quarantine' && err instanceof SessionProxyError) this.quarantined.set(account, err);
+        throw err;
+      },
+    );
+    const gate = run.finally(() => {
+      if (this.pending.get(account) === gate) this.pending.delete(account);
+    });
+    gate.catch(() => undefined);
+    this.pending.set(account, gate);
+    return gate;
+  }
+
+  start(accounts: () => string[]): void {
+    if (this.o.verifyOnStart) for (const a of accounts()) void this.require(a).catch(() => undefined);
+    if (this.o.verifyEvery) {
+      this.timer = setInterval(() => {
+        for (const a of accounts()) void this.require(a).catch(() => undefined);
+      }, this.o.verifyEvery);
+      this.timer.unref();
+    }
+  }
+
+  forget(account: string): void {
+    this.pending.delete(account);
+    this.quarantined.delete(account);
+  }
+
+  close(): void {
+    clearInterval(this.timer);
+  }
+}

@@ -1,0 +1,127 @@
+/**
+ * Health of every proxy identity, and the probes that bring a proxy back:
+ * when a cooldown ends the proxy is probed (a connect to the proxy, or a
+ * tunnel to the configured check URL) before any account may use it again.
+ * Optional periodic checks probe every proxy on an interval.
+ */
+import type { ProxyEndpoint } from '../proxy/endpoint.js';
+import { directConnect, directTlsConnect } from '../plumbing.js';
+import { openTunnel } from '../tunnel/open-tunnel.js';
+import { targetFromUrl } from '../routing/route.js';
+import { ProxyHealth, healthDefaults, type HealthOptions } from './proxy-health.js';
+
+export interface HealthCheckOptions {
+  /** Probe every proxy this often (ms). Off when unset. */
+  interval?: number;
+  /** @default 5000 */
+  timeout?: number;
+  /** Open a tunnel to this URL's host through the proxy; without it, a plain connect to the proxy. */
+  url?: string;
+}
+
+export interface HealthEvents {
+  down(proxy: ProxyEndpoint, health: ProxyHealth): void;
+  up(proxy: ProxyEndpoint, health: ProxyHealth): void;
+}
+
+export class HealthRegistry {
+  private readonly states = new Map<string, ProxyHealth>();
+  private readonly timers = new Set<NodeJS.Timeout>();
+  private readonly o: Required<HealthOptions>;
+  private closed = false;
+
+  constructor(options: HealthOptions, private readonly check: HealthCheckOptions, private readonly events: HealthEvents) {
+    this.o = healthDefaults(options);
+  }
+
+  of(proxy: ProxyEndpoint): ProxyHealth {
+    let h = this.states.get(proxy.identityKey);
+    if (!h) this.states.set(proxy.identityKey, (h = new ProxyHealth(proxy, this.o)));
+    return h;
+  }
+
+  /** Records a failure; if it starts a cooldown, announces it and schedules the probe. */
+  fail(proxy: ProxyEndpoint, error: Error): boolean {
+    const h = this.of(proxy);
+    if (!h.fail(error)) return false;
+    this.events.down(proxy, h);
+    this.after(h.cooldownUntil - Date.now(), () => void this.probe(proxy));
+    return true;
+  }
+
+  succeed(proxy: ProxyEndpoint, latencyMs: number): void {
+    const h = this.of(proxy);
+    if (h.succeed(latencyMs)) this.events.up(proxy, h);
+  }
+
+  /** Probe-before-reuse: the proxy stays unusable until this succeeds. */
+  async probe(proxy: ProxyEndpoint): Promise<boolean> {
+    if (this.closed) return false;
+    const h = this.of(proxy);
+    h.status = 'probing';
+    const started = performance.now();
+    try {
+      await this.probeOnce(proxy);
+      this.succeed(proxy, Math.round(performance.now() - started));
+      return true;
+    } catch (err) {
+      this.fail(proxy, err as Error);
+      return false;
+    }
+  }
+
+  /** Starts periodic checks of `proxies()` when an interval is configured. */
+  startPeriodic(proxies: () => Iterable<ProxyEndpoint>): void {
+    const interval = this.check.interval;
+    if (!interval) return;
+    const tick = (): void => {
+      for (const p of proxies()) {
+        if (this.of(p).status === 'up') void this.probe(p);
+      }
+      this.after(interval, tick);
+    };
+    this.after(interval, tick);
+  }
+
+  close(): void {
+    this.closed = true;
+    for (const t of this.timers) clearTimeout(t);
+    this.timers.clear();
+  }
+
+  private after(ms: number, fn: () => void): void {
+    if (this.closed) return;
+    const t = setTimeout(() => {
+      this.timers.delete(t);
+      fn();
+    }, Math.max(0, ms));
+    t.unref();
+    this.timers.add(t);
+  }
+
+  private async probeOnce(proxy: ProxyEndpoint): Promise<void> {
+    const timeout = this.check.timeout ?? 5_000;
+    const signal = AbortSignal.timeout(timeout);
+    if (this.check.url) {
+      const socket = await openTunnel(proxy, targetFromUrl(this.check.url), { signal });
+      socket.destroy();
+      return;
+    }
+    await new Promise<void>((resolve, reject) => {
+      const secure = proxy.protocol === 'https';
+      const socket = secure
+        ? directTlsConnect({ host: proxy.host, port: proxy.port, ca: proxy.tls?.ca, rejectUnauthorized: proxy.tls?.rejectUnauthorized, servername: proxy.tls?.servername })
+        : directConnect({ host: proxy.host, port: proxy.port });
+      const done = (err?: Error): void => {
+        socket.destroy();
+        signal.removeEventListener('abort', onAbort);
+        if (err) reject(err);
+        else resolve();
+      };
+      const onAbort = (): void => done(new Error(`probe timed out after ${timeout} ms`));
+      signal.addEventListener('abort', onAbort);
+      socket.once(secure ? 'secureConnect' : 'connect', () => done());
+      socket.once('error', done);
+    });
+  }
+}

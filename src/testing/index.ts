@@ -1,0 +1,9 @@
+/**
+ * `session-proxy/testing`: a mock proxy and an echo server for unit-testing a
+ * process's egress on loopback, without a real proxy or network.
+ */
+export { startMockProxy } from './mock-proxy.js';
+export type { MockProxy, MockProxyFaults, MockProxyLogEntry, MockProxyOptions, MockProxyProtocol } from './mock-proxy.js';
+export { startEchoServer } from './echo-server.js';
+export type { EchoPeer, EchoReply, EchoServer, EchoServerOptions } from './echo-server.js';
+export { testCa } from './certs.js';
