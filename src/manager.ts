@@ -297,9 +297,11 @@ export class SessionProxyManager extends EventEmitter<SessionProxyEvents> {
           throw new EgressLeakError(`egress through the proxy (${result.ip}) equals the direct egress: the proxy is transparent or the route leaks`, { account, proxy });
         }
       }
+      this.egress.record(account, undefined);
       this.emitEgress({ ...result, status: 'verified' });
       return result;
     } catch (err) {
+      this.egress.record(account, err);
       const status = (err as Error).name === 'EgressMismatchError' || (err as Error).name === 'EgressLeakError' ? 'mismatch' : 'failed';
       this.emitEgress({ account, proxy: proxy.info(), status, error: (err as Error).message });
       throw err;

@@ -40,17 +40,15 @@ export class EgressPolicy {
     return this.quarantined.get(account);
   }
 
+  /** Every verification's outcome, however it was started: quarantine on failure (if so configured), lift on success. */
+  record(account: string, error: unknown): void {
+    if (error === undefined) this.quarantined.delete(account);
+    else if (this.o.onMismatch === 'quarantine' && error instanceof SessionProxyError) this.quarantined.set(account, error);
+  }
+
   /** Verifies now; tunnels of the account wait for it. */
   require(account: string): Promise<void> {
-    const run = this.verify(account).then(
-      () => {
-        this.quarantined.delete(account);
-      },
-      (err: unknown) => {
-        if (this.o.onMismatch === 'quarantine' && err instanceof SessionProxyError) this.quarantined.set(account, err);
-        throw err;
-      },
-    );
+    const run = this.verify(account).then(() => undefined);
     const gate = run.finally(() => {
       if (this.pending.get(account) === gate) this.pending.delete(account);
     });

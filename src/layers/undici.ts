@@ -81,6 +81,7 @@ function failingDispatcher(error: Error): Dispatcher {
 
 export class UndiciLayer {
   private readonly previous = SYMBOLS.map((s) => (globalThis as Record<symbol, unknown>)[s]);
+  private readonly absent = SYMBOLS.map((s) => !Object.getOwnPropertyDescriptor(globalThis, s));
 
   constructor(readonly dispatcher: RoutingDispatcher) {}
 
@@ -94,9 +95,13 @@ export class UndiciLayer {
     this.reassert();
     return () => {
       SYMBOLS.forEach((s, i) => {
-        // Never leave the slot empty: Node 20's next fetch would crash.
-        const value = this.previous[i] ?? this.previous[0] ?? new Agent();
-        define(s, value);
+        // A slot we created goes away again; the `.1` slot is never left
+        // empty (Node 20's next fetch would crash), so it gets a fresh Agent.
+        if (this.absent[i] && i > 0 && Object.getOwnPropertyDescriptor(globalThis, s)?.configurable) {
+          delete (globalThis as Record<symbol, unknown>)[s];
+          return;
+        }
+        define(s, this.previous[i] ?? new Agent());
       });
     };
   }
@@ -116,8 +121,11 @@ export class UndiciLayer {
 
 function define(symbol: symbol, value: unknown): void {
   const desc = Object.getOwnPropertyDescriptor(globalThis, symbol);
-  if (!desc || desc.configurable) {
-    Object.defineProperty(globalThis, symbol, { value, writable: true, enumerable: false, configurable: false });
+  if (!desc) {
+    // Configurable, so that uninstall can remove a slot that did not exist before.
+    Object.defineProperty(globalThis, symbol, { value, writable: true, enumerable: false, configurable: true });
+  } else if (desc.configurable) {
+    Object.defineProperty(globalThis, symbol, { value, writable: true, enumerable: false, configurable: true });
   } else {
     (globalThis as Record<symbol, unknown>)[symbol] = value;
   }

@@ -20,6 +20,20 @@ import type { TunnelOpener } from '../routing/account-tunnels.js';
 
 export type OpenerFactory = (account: string, proxy: ProxyEndpoint) => TunnelOpener;
 
+const kDetached = Symbol('session-proxy.detached');
+type Detachable = Socket & { [kDetached]?: boolean };
+
+/**
+ * A socket its pool no longer owns: an http agent's socket taken by an
+ * upgrade, or an undici socket after an upgrade (undici clears the socket's
+ * `client` slot then; the symbol is private, so it is found by description).
+ */
+function detached(socket: Socket): boolean {
+  if ((socket as Detachable)[kDetached]) return true;
+  const key = Object.getOwnPropertySymbols(socket).find((s) => s.description === 'client');
+  return key !== undefined && (socket as unknown as Record<symbol, unknown>)[key] == null;
+}
+
 class ProxyConnections {
   dispatcher: UndiciAgent | undefined;
   httpAgent: HttpTunnelAgent | undefined;
@@ -37,6 +51,8 @@ class ProxyConnections {
   private track(socket: Socket): void {
     this.sockets.add(socket);
     socket.once('close', () => this.sockets.delete(socket));
+    // Node's ClientRequest emits this when an upgrade or CONNECT takes the socket from its agent.
+    socket.once('agentRemove', () => ((socket as Detachable)[kDetached] = true));
   }
 
   undici(): UndiciAgent {
@@ -47,23 +63,27 @@ class ProxyConnections {
     return secure ? (this.httpsAgent ??= new HttpsTunnelAgent(this.tunnel)) : (this.httpAgent ??= new HttpTunnelAgent(this.tunnel));
   }
 
-  /** Closes idle sockets now; in-flight requests finish, then their sockets close. Returns how many sockets were cut (destroy). */
-  async retire(destroy: boolean): Promise<number> {
+  /**
+   * Closes idle sockets now; in-flight requests finish, then their sockets
+   * close. `cutLongLived` also destroys the sockets the pools no longer own
+   * (upgraded WebSockets, CONNECT tunnels) — the long-lived ones a rotation
+   * must move. Returns how many were cut.
+   */
+  async retire(cutLongLived: boolean): Promise<number> {
     for (const agent of [this.httpAgent, this.httpsAgent]) {
       if (!agent) continue;
       agent.keepSocketAlive = () => false;
       for (const list of Object.values(agent.freeSockets)) for (const s of list ?? []) s.destroy();
     }
     let cut = 0;
-    if (destroy) {
+    if (cutLongLived) {
       for (const s of this.sockets) {
+        if (!detached(s)) continue;
         s.destroy();
         cut++;
       }
-      await this.dispatcher?.destroy();
-    } else {
-      await this.dispatcher?.close();
     }
+    await this.dispatcher?.close();
     return cut;
   }
 }
