@@ -15,7 +15,7 @@ import type { HttpLayerDeps } from './http.js';
 import type { RequestOptions, ResponseCallback } from './http-args.js';
 
 export function connectViaAccountProxy(deps: HttpLayerDeps, options: RequestOptions, callback: ResponseCallback | undefined, target: Target): http.ClientRequest {
-  const route = deps.router.resolve(target);
+  const route = deps.router.resolve(target, 'http');
   const original = state.originals.httpRequest;
   if (route.kind === 'direct') return original(options, callback);
   if (route.kind === 'fail') {

@@ -95,7 +95,7 @@ export function installHttp(deps: HttpLayerDeps): () => void {
 }
 
 function send(deps: HttpLayerDeps, original: RequestFn, secure: boolean, options: RequestOptions, callback: ResponseCallback | undefined, target: Target): http.ClientRequest {
-  const route = deps.router.resolve(target);
+  const route = deps.router.resolve(target, 'http');
   if (route.kind === 'direct') return original(options, callback);
   if (route.kind === 'fail') return failWith(original, options, callback, route.error);
   if (route.kind === 'proxy') {

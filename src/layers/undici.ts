@@ -35,7 +35,7 @@ export class RoutingDispatcher extends Dispatcher {
 
   private choose(opts: Options): Dispatcher {
     const target = targetFromUrl(String(opts.origin));
-    const route = this.router.resolve(target);
+    const route = this.router.resolve(target, 'undici');
     if (route.kind === 'proxy') {
       const foreign = route.scoped ? this.router.foreignProxyAt(target, route.account) : undefined;
       if (!foreign) return this.pools.dispatcher(route.account, route.proxy);

@@ -16,6 +16,9 @@ import type { ProxyEndpoint } from '../proxy/endpoint.js';
 import type { AccountPools } from './account-pools.js';
 import { DEFAULT_ACCOUNT } from './account-pools.js';
 import type { Route, Target } from './route.js';
+import type { Layer } from './leak-policy.js';
+import { channels, publish } from '../diagnostics.js';
+import { formatAuthority } from '../tunnel/target.js';
 
 export interface RouterOptions {
   readonly pools: AccountPools;
@@ -40,7 +43,23 @@ export class Router {
     return state.scopes.getStore()?.account;
   }
 
-  resolve(target: Target, account: string | undefined = this.currentAccount()): Route {
+  /** The route for a connection `layer` is about to make; published on `session-proxy:route` when observed. */
+  resolve(target: Target, layer: Layer, account: string | undefined = this.currentAccount()): Route {
+    const route = this.decide(target, account);
+    if (channels.route.hasSubscribers) {
+      publish('route', () => ({
+        account: route.account,
+        target: formatAuthority(target.host, target.port),
+        layer,
+        decision: route.kind,
+        proxy: route.kind === 'proxy' ? String(route.proxy) : undefined,
+        reason: route.kind === 'direct' || route.kind === 'blocked' ? route.reason : route.kind === 'fail' ? route.error.message : undefined,
+      }));
+    }
+    return route;
+  }
+
+  private decide(target: Target, account: string | undefined): Route {
     if (account !== undefined) {
       if (this.o.noProxy.matches(target.host, target.port)) return { kind: 'direct', account, reason: 'no-proxy' };
       return this.through(account, true);

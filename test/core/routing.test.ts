@@ -3,17 +3,13 @@
  * on its own mock proxy with its own egress address, `noProxy: []` so that
  * loopback targets are routed too.
  */
-import http from 'node:http';
 import https from 'node:https';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { request as undiciRequest } from 'undici';
 import axios from 'axios';
-import got from 'got';
-import nodeFetch from 'node-fetch';
-import WebSocket from 'ws';
 import { SessionProxyManager } from '../../src/index.js';
 import { startMockProxy, testCa } from '../../src/testing/index.js';
 import { readJson, startScenario, tick, type Scenario } from '../support/scenario.js';
+import { httpClients } from '../support/http-clients.js';
 
 const EGRESS = { alice: '127.0.0.2', bob: '127.0.0.3', default: '127.0.0.4' } as const;
 type Who = keyof typeof EGRESS;
@@ -40,60 +36,15 @@ afterAll(async () => {
   await world?.close();
 });
 
-type Client = (who: Who) => Promise<{ ip: string }>;
-
-function wsExchange(url: string): Promise<{ ip: string }> {
-  return new Promise((resolve, reject) => {
-    const ws = new WebSocket(url, { ca: testCa });
-    ws.once('open', () => ws.send('hello'));
-    ws.once('message', (data) => {
-      resolve(JSON.parse(String(data)));
-      ws.close();
-    });
-    ws.once('error', reject);
-  });
-}
-
-function globalWsExchange(url: string): Promise<{ ip: string }> {
-  return new Promise((resolve, reject) => {
-    const ws = new (globalThis as unknown as { WebSocket: typeof globalThis.WebSocket }).WebSocket(url);
-    ws.onopen = () => ws.send('hello');
-    ws.onmessage = (ev) => {
-      resolve(JSON.parse(String(ev.data)));
-      ws.close();
-    };
-    ws.onerror = (ev) => reject(new Error(`global WebSocket failed: ${String((ev as { message?: string }).message ?? 'error')}`));
-  });
-}
-
-const clients = (): Record<string, Client> => ({
-  'global fetch http': async () => (await fetch(`${world.echo.httpUrl}/f`)).json() as Promise<{ ip: string }>,
-  'global fetch https POST': async () =>
-    (await fetch(`${world.echo.httpsUrl}/p`, { method: 'POST', body: 'abc', headers: { 'content-length': '3' } })).json() as Promise<{ ip: string }>,
-  'npm undici request': async () => (await undiciRequest(`${world.echo.httpUrl}/u`)).body.json() as Promise<{ ip: string }>,
-  'http.get': () => new Promise((resolve, reject) => http.get(`${world.echo.httpUrl}/h`, (res) => readJson<{ ip: string }>(res).then(resolve, reject)).on('error', reject)),
-  'https.get': () =>
-    new Promise((resolve, reject) => https.get(`${world.echo.httpsUrl}/s`, { ca: testCa }, (res) => readJson<{ ip: string }>(res).then(resolve, reject)).on('error', reject)),
-  'axios (env proxy)': async () => (await axios.get(`${world.echo.httpUrl}/a`)).data,
-  'axios https (env proxy)': async () => (await axios.get(`${world.echo.httpsUrl}/as`, { httpsAgent: new https.Agent({ ca: testCa }) })).data,
-  got: async () => got(`${world.echo.httpsUrl}/g`, { https: { certificateAuthority: testCa } }).json(),
-  'node-fetch': async () => (await nodeFetch(`${world.echo.httpsUrl}/n`, { agent: new https.Agent({ ca: testCa }) })).json() as Promise<{ ip: string }>,
-  'ws ws://': () => wsExchange(`${world.echo.wsUrl}/w`),
-  'ws wss://': () => wsExchange(`${world.echo.wssUrl}/ws`),
-  ...(typeof globalThis.WebSocket === 'function' && Number(process.versions.node.split('.')[0]) >= 22
-    ? { 'global WebSocket': () => globalWsExchange(`${world.echo.wsUrl}/gw`) }
-    : {}),
-});
-
 describe('every HTTP road leaves through the scope\'s proxy', () => {
   it('routes 200+ interleaved concurrent requests by account, default outside scopes, none direct', async () => {
     const jobs: Array<Promise<{ who: Who; client: string; ip: string }>> = [];
-    const all = clients();
+    const all = httpClients(world.echo);
     const rounds = Math.ceil(210 / (Object.keys(all).length * 3));
     for (let round = 0; round < rounds; round++) {
       for (const [name, client] of Object.entries(all)) {
         for (const who of ['alice', 'bob', 'default'] as const) {
-          const run = async (): Promise<{ ip: string }> => client(who);
+          const run = async (): Promise<{ ip: string }> => client();
           const job = who === 'default' ? run() : manager.withProxy(who, run);
           jobs.push(job.then((r) => ({ who, client: name, ip: r.ip })));
         }

@@ -51,7 +51,7 @@ export function installSocketLayer(deps: SocketLayerDeps): () => void {
     const { options, callback } = normalizeConnectArgs(args);
     if (!options || options.path !== undefined || options.port === undefined) return original.apply(this, args);
     const target: Target = { host: unbracket(String(options.host ?? 'localhost')), port: Number(options.port) };
-    const route = deps.router.resolve(target);
+    const route = deps.router.resolve(target, 'socket');
     if (route.kind === 'direct') return original.apply(this, args);
     if (route.kind === 'blocked') return refuse(this, args, route, target, route.reason);
     if (route.kind === 'fail') return failSocket(this, route.error);

@@ -13,7 +13,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startEchoServer, type EchoServer } from '../src/testing/index.js';
+import { startEchoServer, type EchoServer } from '../../src/testing/index.js';
 import {
   skipWithout,
   startDante,
@@ -21,7 +21,7 @@ import {
   startSquid,
   startTinyproxy,
   type RealProxy,
-} from './support/real-proxies.js';
+} from '../support/real-proxies.js';
 
 // ---------------------------------------------------------------------------
 // echo server: the project's (src/testing/echo-server.ts); GET /ip answers
