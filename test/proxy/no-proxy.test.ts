@@ -253,6 +253,22 @@ describe('NoProxyMatcher.fromEnv', () => {
     expect(NoProxyMatcher.fromEnv(env).entries).toEqual(entries);
   });
 
+  it('skips entries it cannot read with a warning instead of failing (those targets are proxied)', () => {
+    const warnings: string[] = [];
+    const onWarning = (w: Error): void => void warnings.push(w.message);
+    process.on('warning', onWarning);
+    const m = NoProxyMatcher.fromEnv({ NO_PROXY: 'ok.test, 192.168.*, 10.0.0.0/33, [::1' });
+    expect(m.entries).toEqual(['ok.test']);
+    expect(m.matches('192.168.1.1', 80)).toBe(false);
+    return new Promise<void>((resolve) =>
+      setImmediate(() => {
+        process.off('warning', onWarning);
+        expect(warnings.join()).toMatch(/192\.168\.\*, 10\.0\.0\.0\/33, \[::1/);
+        resolve();
+      }),
+    );
+  });
+
   it('reads process.env by default', () => {
     delete process.env.no_proxy;
     process.env.NO_PROXY = 'from-env.test,10.0.0.0/8';
