@@ -45,7 +45,7 @@ export class HealthRegistry {
     const h = this.of(proxy);
     if (!h.fail(error)) return false;
     this.events.down(proxy, h);
-    this.after(h.cooldownUntil - Date.now(), () => void this.probe(proxy));
+    this.after(h.cooldownUntil - Date.now(), () => void this.probe(proxy, true));
     return true;
   }
 
@@ -54,11 +54,14 @@ export class HealthRegistry {
     if (h.succeed(latencyMs)) this.events.up(proxy, h);
   }
 
-  /** Probe-before-reuse: the proxy stays unusable until this succeeds. */
-  async probe(proxy: ProxyEndpoint): Promise<boolean> {
+  /**
+   * Probes a proxy. After a cooldown (probe-before-reuse) it stays unusable
+   * until this succeeds; a periodic check of a healthy proxy leaves it usable.
+   */
+  async probe(proxy: ProxyEndpoint, afterCooldown = false): Promise<boolean> {
     if (this.closed) return false;
     const h = this.of(proxy);
-    h.status = 'probing';
+    if (afterCooldown) h.status = 'probing';
     const started = performance.now();
     try {
       await this.probeOnce(proxy);
