@@ -6,6 +6,7 @@
  * their own modules (health/, egress/, routing/).
  */
 import { EventEmitter } from 'node:events';
+import { inspect } from 'node:util';
 import type { Socket } from 'node:net';
 import { state } from './state.js';
 import { AlreadyInstalledError, ConfigError, EgressLeakError, ProxyUnavailableError } from './errors.js';
@@ -335,6 +336,17 @@ export class SessionProxyManager extends EventEmitter<SessionProxyEvents> {
   /** Number of open sockets in the library's pools (all accounts, or one). */
   openSockets(account?: string): number {
     return this.connections.openSockets(account);
+  }
+
+  /** Redacted: the options hold raw proxy URLs, and TypeScript's `private` hides nothing from inspect. */
+  toJSON(): { installed: boolean; accounts: Record<string, string[]> } {
+    const accounts: Record<string, string[]> = {};
+    for (const pool of this.accounts.all()) accounts[pool.name] = pool.proxies.map(String);
+    return { installed: this.installed, accounts };
+  }
+
+  [inspect.custom](): string {
+    return `SessionProxyManager ${inspect(this.toJSON(), { depth: 3 })}`;
   }
 
   // --- internals -----------------------------------------------------------
