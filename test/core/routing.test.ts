@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import axios from 'axios';
 import { SessionProxyManager } from '../../src/index.js';
 import { startMockProxy, testCa } from '../../src/testing/index.js';
-import { readJson, startScenario, tick, type Scenario } from '../support/scenario.js';
+import { httpsGetJson, sequentialPeers, startScenario, type Scenario } from '../support/scenario.js';
 import { httpClients } from '../support/http-clients.js';
 
 const EGRESS = { alice: '127.0.0.2', bob: '127.0.0.3', default: '127.0.0.4' } as const;
@@ -71,28 +71,14 @@ describe('keep-alive', () => {
     // A fresh account, so its pools hold no sockets from the concurrent test.
     const proxy = await startMockProxy({ egressIp: '127.0.0.5' });
     manager.setAccount('carol', proxy.urlFor('socks5h'));
-    const fetchPorts = new Set<number>();
-    for (let i = 0; i < 20; i++) {
-      const r = await manager.withProxy('carol', async () => (await fetch(`${world.echo.httpsUrl}/ka`)).json() as Promise<{ port: number; ip: string }>);
-      expect(r.ip).toBe('127.0.0.5');
-      fetchPorts.add(r.port);
-      // fetch resolves the body before undici frees the socket; one turn lets it go back to the pool.
-      await tick();
-    }
-    expect(fetchPorts.size).toBe(1);
-
-    const getPorts = new Set<number>();
-    for (let i = 0; i < 20; i++) {
-      const r = await manager.withProxy('carol', () =>
-        new Promise<{ port: number; ip: string }>((resolve, reject) =>
-          https.get(`${world.echo.httpsUrl}/ka2`, { ca: testCa }, (res) => readJson<{ port: number; ip: string }>(res).then(resolve, reject)).on('error', reject),
-        ),
-      );
-      expect(r.ip).toBe('127.0.0.5');
-      getPorts.add(r.port);
-      await tick();
-    }
-    expect(getPorts.size).toBe(1);
+    const viaFetch = await sequentialPeers(20, () =>
+      manager.withProxy('carol', async () => (await fetch(`${world.echo.httpsUrl}/ka`)).json() as Promise<{ ip: string; port: number }>),
+    );
+    expect(viaFetch.ips).toEqual(new Set(['127.0.0.5']));
+    expect(viaFetch.ports.size).toBe(1);
+    const viaGet = await sequentialPeers(20, () => manager.withProxy('carol', () => httpsGetJson(`${world.echo.httpsUrl}/ka2`, testCa)));
+    expect(viaGet.ips).toEqual(new Set(['127.0.0.5']));
+    expect(viaGet.ports.size).toBe(1);
     // One tunnel for fetch's pool and one for the https agent's: 40 requests, 2 CONNECTs.
     expect(proxy.log.length).toBe(2);
     await manager.removeAccount('carol');

@@ -3,14 +3,13 @@
  * binding its upstream side to its own loopback address: tinyproxy with
  * Basic auth (alice), microsocks with user/pass (bob), squid (the default).
  */
-import https from 'node:https';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SessionProxyManager } from '../../src/index.js';
 import { startEchoServer, testCa, type EchoServer } from '../../src/testing/index.js';
 import { skipWithout, startMicrosocks, startSquid, startTinyproxy, type RealProxy } from '../support/real-proxies.js';
 import { httpClients } from '../support/http-clients.js';
 import { socketClients } from '../support/socket-clients.js';
-import { readJson, tick } from '../support/scenario.js';
+import { httpsGetJson, sequentialPeers, tick } from '../support/scenario.js';
 import { startGrpcEcho } from '../socket/grpc-echo.js';
 
 const EGRESS = { alice: '127.0.0.21', bob: '127.0.0.22', default: '127.0.0.23' } as const;
@@ -74,29 +73,17 @@ describe.skipIf(skipWithout('tinyproxy', 'microsocks', 'squid', 'curl'))('real p
   }, 60_000);
 
   it('keep-alive through the real proxies: 20 sequential HTTPS requests use one tunnel (fetch via tinyproxy, https.get via microsocks)', async () => {
-    const fetchPorts = new Set<number>();
-    // A fresh account on tinyproxy's identity would violate exclusivity; rotate-free fresh pools come from a new manager.
+    // A fresh manager: pools with no sockets left from the concurrent tests.
     await manager.uninstall();
     manager = new SessionProxyManager({ accounts: { alice: proxies.alice.url, bob: proxies.bob.url }, noProxy: [], requestTls: { ca: testCa } }).install();
-    for (let i = 0; i < 20; i++) {
-      const r = await manager.withProxy('alice', async () => (await fetch(`${echo.httpsUrl}/ka`)).json() as Promise<{ ip: string; port: number }>);
-      expect(r.ip).toBe(EGRESS.alice);
-      fetchPorts.add(r.port);
-      await tick();
-    }
-    expect(fetchPorts.size).toBe(1);
-    const getPorts = new Set<number>();
-    for (let i = 0; i < 20; i++) {
-      const r = await manager.withProxy('bob', () =>
-        new Promise<{ ip: string; port: number }>((resolve, reject) =>
-          https.get(`${echo.httpsUrl}/ka2`, { ca: testCa }, (res) => readJson<{ ip: string; port: number }>(res).then(resolve, reject)).on('error', reject),
-        ),
-      );
-      expect(r.ip).toBe(EGRESS.bob);
-      getPorts.add(r.port);
-      await tick();
-    }
-    expect(getPorts.size).toBe(1);
+    const viaFetch = await sequentialPeers(20, () =>
+      manager.withProxy('alice', async () => (await fetch(`${echo.httpsUrl}/ka`)).json() as Promise<{ ip: string; port: number }>),
+    );
+    expect(viaFetch.ips).toEqual(new Set([EGRESS.alice]));
+    expect(viaFetch.ports.size).toBe(1);
+    const viaGet = await sequentialPeers(20, () => manager.withProxy('bob', () => httpsGetJson(`${echo.httpsUrl}/ka2`, testCa)));
+    expect(viaGet.ips).toEqual(new Set([EGRESS.bob]));
+    expect(viaGet.ports.size).toBe(1);
   }, 60_000);
 
   it('bytes in the stats match what the echo server exchanged, within the framing overhead', async () => {

@@ -3,6 +3,7 @@
  * binding its upstream side to its own 127.0.0.x, so the echo server's
  * `ip` tells which proxy a request used.
  */
+import https from 'node:https';
 import { startEchoServer, startMockProxy, type EchoServer, type MockProxy, type MockProxyOptions } from '../../src/testing/index.js';
 
 export interface Scenario {
@@ -42,3 +43,26 @@ export function readJson<T = unknown>(res: import('node:http').IncomingMessage):
 }
 
 export const tick = (): Promise<void> => new Promise((r) => setImmediate(r));
+
+/**
+ * Runs `n` requests one after another and returns the egress IPs and the
+ * client ports the echo server saw: one port means one kept-alive tunnel.
+ * One turn of the event loop between requests lets fetch hand its socket
+ * back to undici's pool (fetch resolves the body before undici frees it).
+ */
+export async function sequentialPeers(n: number, request: () => Promise<{ ip: string; port: number }>): Promise<{ ips: Set<string>; ports: Set<number> }> {
+  const ips = new Set<string>();
+  const ports = new Set<number>();
+  for (let i = 0; i < n; i++) {
+    const r = await request();
+    ips.add(r.ip);
+    ports.add(r.port);
+    await tick();
+  }
+  return { ips, ports };
+}
+
+/** `https.get` of an echo URL, trusting the test CA, resolving with the echo reply. */
+export function httpsGetJson<T = { ip: string; port: number }>(url: string, ca: string): Promise<T> {
+  return new Promise((resolve, reject) => https.get(url, { ca }, (res) => readJson<T>(res).then(resolve, reject)).on('error', reject));
+}
