@@ -27,3 +27,6 @@ export {
   EgressLeakError,
   findSessionProxyError,
 } from './errors.js';
+export { loadConfig, resolveConfig, registerEnvFor, workerOptionsFor } from './config/index.js';
+export type { LoadConfigOptions, RegisterEnvOptions } from './config/index.js';
+export { enableDebugLogging, enableDebugLoggingFromEnv } from './debug.js';

@@ -29,6 +29,11 @@ import { installSocketLayer } from './layers/socket/connect-hook.js';
 import { guardHttp2Sessions, guardUndiciRequests } from './layers/socket/ownership.js';
 import { installChildProcess } from './layers/child-process.js';
 import { installDnsAudit } from './layers/dns-audit.js';
+import { installWorkerThreads } from './layers/worker-threads.js';
+import { registerEnvFor, registerPaths } from './config/child-env.js';
+import { workerOptionsFor } from './config/worker.js';
+import { existsSync } from 'node:fs';
+import { enableDebugLoggingFromEnv } from './debug.js';
 import { askIp, probeEgress, type EgressOptions, type EgressResult } from './egress/verify.js';
 import { EgressPolicy } from './egress/egress-policy.js';
 import { publish } from './diagnostics.js';
@@ -82,7 +87,14 @@ export interface SessionProxyEvents {
   'proxy-up': [ProxyHealthEvent];
 }
 
+const kManager = Symbol.for('session-proxy.manager');
+
 export class SessionProxyManager extends EventEmitter<SessionProxyEvents> {
+  /** `instanceof` holds across copies of the library (the preload bundles its own). */
+  static override [Symbol.hasInstance](value: unknown): boolean {
+    return !!value && typeof value === 'object' && (value as Record<symbol, unknown>)[kManager] === true;
+  }
+
   readonly options: Readonly<SessionProxyOptions>;
   private readonly accounts = new AccountPools();
   private readonly connections: ConnectionPools;
@@ -103,6 +115,7 @@ export class SessionProxyManager extends EventEmitter<SessionProxyEvents> {
 
   constructor(options: SessionProxyOptions = {}) {
     super();
+    Object.defineProperty(this, kManager, { value: true });
     this.options = Object.freeze({ ...options });
     if (options.strategy !== undefined && !ROTATION_STRATEGIES.includes(options.strategy)) {
       throw new ConfigError(`strategy must be one of ${ROTATION_STRATEGIES.join(', ')}, got ${JSON.stringify(options.strategy)}`);
@@ -184,13 +197,30 @@ export class SessionProxyManager extends EventEmitter<SessionProxyEvents> {
         }),
       );
       this.restores.push(guardUndiciRequests(), guardHttp2Sessions());
-      this.restores.push(installChildProcess({ proxyOf: (account) => this.accounts.active(account), noProxy: this.noProxy.entries }));
+      this.restores.push(
+        installChildProcess({
+          proxyOf: (account) => this.accounts.active(account),
+          noProxy: this.noProxy.entries,
+          // A Node child runs the preload: in the same account's scope (only that account's pool travels),
+          // or, spawned outside any scope, under the whole configuration, like the parent.
+          extraEnv: (account, env) =>
+            registerEnvFor(account, this.liveOptions(), env, { active: account ? this.accounts.active(account) : undefined, optional: true, onlyAccount: account !== undefined }),
+        }),
+      );
+      this.restores.push(
+        installWorkerThreads((account, options) => {
+          const registered = registerPaths();
+          if (!existsSync(registered.cjs)) return options; // running from sources: no built preload to run
+          return workerOptionsFor(account, options, this.liveOptions(), { active: account ? this.accounts.active(account) : undefined, onlyAccount: account !== undefined });
+        }),
+      );
       this.restores.push(installDnsAudit());
     } catch (err) {
       this.restoreAll();
       throw err;
     }
     state.installed = this;
+    enableDebugLoggingFromEnv();
     this.health.startPeriodic(() => this.allProxies());
     this.egress.start(() => this.accounts.names());
     const idle = this.options.idleTimeout ?? 300_000;
@@ -350,6 +380,14 @@ export class SessionProxyManager extends EventEmitter<SessionProxyEvents> {
   }
 
   // --- internals -----------------------------------------------------------
+
+  /** The options as they stand now (setAccount/removeAccount included), for children and Workers. */
+  private liveOptions(): SessionProxyOptions {
+    const accounts: Record<string, ProxySpec> = {};
+    for (const pool of this.accounts.all()) if (pool.name !== DEFAULT_ACCOUNT) accounts[pool.name] = [...pool.proxies];
+    const fallback = this.accounts.get(DEFAULT_ACCOUNT);
+    return { ...this.options, proxy: fallback ? [...fallback.proxies] : undefined, accounts };
+  }
 
   private get exclusive(): boolean {
     return this.options.exclusive ?? Object.keys(this.options.accounts ?? {}).length > 0;

@@ -2,8 +2,10 @@
  * Layer 5 — child processes. Env vars are process-wide and carry the default
  * proxy; a child spawned inside `withProxy(account)` gets the *account's*
  * proxy in HTTP_PROXY/HTTPS_PROXY/ALL_PROXY (both cases) instead, unless the
- * caller set its own. Every exported spawner is patched, because exec,
- * execFile and fork call Node's internal spawn, not the exported one.
+ * caller set its own. Node ignores those variables, so every child also gets
+ * the preload (NODE_OPTIONS) with the configuration it needs. Every exported
+ * spawner is patched, because exec, execFile and fork call Node's internal
+ * spawn, not the exported one.
  */
 import childProcess from 'node:child_process';
 import { syncBuiltinESMExports } from 'node:module';
@@ -30,8 +32,12 @@ export interface ChildProcessDeps {
   readonly proxyOf: (account: string) => ProxyEndpoint;
   /** The explicit noProxy entries: inside a scope the operator's NO_PROXY does not apply, in children either. */
   readonly noProxy: readonly string[];
-  /** Extra variables for a child spawned in `account`'s scope (the preload, when configured). */
-  readonly extraEnv?: (account: string, env: NodeJS.ProcessEnv) => NodeJS.ProcessEnv;
+  /**
+   * Extra variables for every child: the preload, so a Node child runs under
+   * the same configuration (Node ignores *_PROXY) — in `account`'s scope when
+   * spawned inside one.
+   */
+  readonly extraEnv?: (account: string | undefined, env: NodeJS.ProcessEnv) => NodeJS.ProcessEnv;
 }
 
 export function installChildProcess(deps: ChildProcessDeps): () => void {
@@ -42,7 +48,7 @@ export function installChildProcess(deps: ChildProcessDeps): () => void {
     originals.set(name, original);
     mod[name] = function (this: unknown, ...args: unknown[]) {
       const account = state.scopes.getStore()?.account;
-      if (account !== undefined) args = withAccountEnv(args, SPAWNERS[name], account, deps);
+      if (account !== undefined || deps.extraEnv) args = withChildEnv(args, SPAWNERS[name], account, deps);
       return original.apply(this, args);
     };
     Object.defineProperty(mod[name], 'name', { value: name });
@@ -54,7 +60,7 @@ export function installChildProcess(deps: ChildProcessDeps): () => void {
   };
 }
 
-function withAccountEnv(args: unknown[], shape: 'args' | 'direct', account: string, deps: ChildProcessDeps): unknown[] {
+function withChildEnv(args: unknown[], shape: 'args' | 'direct', account: string | undefined, deps: ChildProcessDeps): unknown[] {
   const out = [...args];
   let at = 1;
   if (shape === 'args' && (Array.isArray(out[1]) || (out[1] == null && out.length > 2))) at = 2;
@@ -69,7 +75,7 @@ function withAccountEnv(args: unknown[], shape: 'args' | 'direct', account: stri
   const base = options.env ?? process.env;
   const callerSetProxy = options.env !== undefined && PROXY_VARS.some((v) => options.env![v] !== undefined && options.env![v] !== process.env[v]);
   let env: NodeJS.ProcessEnv = { ...base };
-  if (!callerSetProxy) {
+  if (account !== undefined && !callerSetProxy) {
     const url = deps.proxyOf(account).toEnvUrl();
     for (const v of PROXY_VARS) env[v] = url;
     for (const v of ['NO_PROXY', 'no_proxy']) {
@@ -77,7 +83,8 @@ function withAccountEnv(args: unknown[], shape: 'args' | 'direct', account: stri
       else delete env[v];
     }
   }
-  if (deps.extraEnv) env = deps.extraEnv(account, env);
+  // A caller who chose the child's proxy variables chose its routing: no preload over it.
+  if (deps.extraEnv && !callerSetProxy) env = deps.extraEnv(account, env);
   options.env = env;
   out[at] = options;
   return out;

@@ -1,0 +1,274 @@
+/**
+ * loadConfig: SessionProxyOptions from code, a config file and the
+ * environment, the earlier overriding the later:
+ *
+ *   1. options given in code;
+ *   2. the config file (`options.configFile`, else SESSION_PROXY_CONFIG),
+ *      with `${ENV_VAR}` interpolation and `proxyList` vendor files;
+ *   3. the environment: SESSION_PROXY_URL, GLOBAL_AGENT_HTTPS_PROXY,
+ *      GLOBAL_AGENT_HTTP_PROXY, https_proxy/HTTPS_PROXY, http_proxy/HTTP_PROXY,
+ *      all_proxy/ALL_PROXY (first set wins) for the default proxy, and
+ *      GLOBAL_AGENT_NO_PROXY (→ noProxy, loopback kept). The operator's
+ *      NO_PROXY is not copied: the manager applies it outside scopes only.
+ *
+ * A process started by the library for an account (see child-env.ts) gets
+ * the parent's resolved configuration in SESSION_PROXY_CONFIG_JSON: when it
+ * is set, it replaces layers 2 and 3 (the parent already merged them).
+ *
+ * Merging is per key; `accounts` merge per account name (a name defined in
+ * code replaces the file's pool of that name). Every value is validated and
+ * every proxy parsed here, so a bad configuration fails with a ConfigError
+ * naming the key path before anything is installed.
+ */
+import { dirname } from 'node:path';
+import type { ConnectionOptions } from 'node:tls';
+import { ConfigError, ProxyUrlError } from '../errors.js';
+import { parseProxy, parseProxyList } from '../proxy/parse.js';
+import { LOOPBACK_NO_PROXY, NoProxyMatcher } from '../proxy/no-proxy.js';
+import { PROXY_PROTOCOLS, isProxyProtocol, type ProxyEndpoint, type ProxyProtocol } from '../proxy/endpoint.js';
+import type { SessionProxyOptions } from '../options.js';
+import {
+  BOOLEAN_KEYS,
+  PASS_THROUGH,
+  RESERVED_ACCOUNT,
+  checkNoProxy,
+  fail,
+  parseJsonText,
+  readText,
+  resolveFile,
+  validateDocument,
+  type Layer,
+  type PoolRef,
+} from './document.js';
+import { keyPath, kindOf } from './path.js';
+
+export interface LoadConfigOptions extends SessionProxyOptions {
+  /** A JSON config file (relative paths resolve against the working directory). Overrides SESSION_PROXY_CONFIG. */
+  configFile?: string;
+}
+
+/** Environment variables read for the default proxy, first set (non-empty) wins. */
+export const PROXY_ENV_VARS: readonly string[] = [
+  'SESSION_PROXY_URL',
+  'GLOBAL_AGENT_HTTPS_PROXY',
+  'GLOBAL_AGENT_HTTP_PROXY',
+  'https_proxy',
+  'HTTPS_PROXY',
+  'http_proxy',
+  'HTTP_PROXY',
+  'all_proxy',
+  'ALL_PROXY',
+];
+
+export const CONFIG_FILE_ENV = 'SESSION_PROXY_CONFIG';
+export const CONFIG_JSON_ENV = 'SESSION_PROXY_CONFIG_JSON';
+export const ACCOUNT_ENV = 'SESSION_PROXY_ACCOUNT';
+
+export interface ResolvedConfig {
+  readonly options: SessionProxyOptions;
+  /** Where the default proxy came from (`options`, `config file …`, an env var name), if there is one. */
+  readonly proxySource: string | undefined;
+  /** The config file read, absolute, if any. */
+  readonly file: string | undefined;
+  /** Whether SESSION_PROXY_CONFIG_JSON was used. */
+  readonly fromParent: boolean;
+}
+
+/** The configured options, validated; see the module comment for precedence. @throws ConfigError */
+export function loadConfig(options: LoadConfigOptions = {}, env: NodeJS.ProcessEnv = process.env): SessionProxyOptions {
+  return resolveConfig(options, env).options;
+}
+
+/** loadConfig plus where things came from (for the CLI and the preload's messages). */
+export function resolveConfig(options: LoadConfigOptions = {}, env: NodeJS.ProcessEnv = process.env): ResolvedConfig {
+  const layers: Layer[] = [codeLayer(options)];
+  const explicitFile = options.configFile;
+  const json = env[CONFIG_JSON_ENV];
+  const fromParent = json !== undefined && json !== '';
+  let file: string | undefined;
+  const fileRef = explicitFile ?? (fromParent ? undefined : env[CONFIG_FILE_ENV] || undefined);
+  if (fileRef !== undefined) {
+    if (typeof fileRef !== 'string' || fileRef === '') throw fail('configFile', `expected a file path, got ${kindOf(fileRef)}`, 'options');
+    file = resolveFile(fileRef, process.cwd());
+    const via = explicitFile !== undefined ? '' : ` (from ${CONFIG_FILE_ENV})`;
+    const source = `config file ${fileRef}${via}`;
+    const text = readText(file, fileRef, '', source);
+    const doc = parseJsonText(text, source);
+    layers.push(validateDocument(doc, { source, interpolate: true, env, baseDir: dirname(file) }));
+  }
+  if (fromParent) {
+    const doc = parseJsonText(json, CONFIG_JSON_ENV);
+    layers.push(validateDocument(doc, { source: CONFIG_JSON_ENV, interpolate: false, env, baseDir: process.cwd() }));
+  } else {
+    layers.push(envLayer(env));
+  }
+  return merge(layers, file, fromParent);
+}
+
+function merge(layers: Layer[], file: string | undefined, fromParent: boolean): ResolvedConfig {
+  const first = <K extends keyof Layer>(key: K): { value: NonNullable<Layer[K]>; layer: Layer } | undefined => {
+    for (const layer of layers) if (layer[key] !== undefined) return { value: layer[key] as NonNullable<Layer[K]>, layer };
+    return undefined;
+  };
+  const out: SessionProxyOptions & Record<string, unknown> = {};
+  const defaultProtocol = first('defaultProtocol')?.value;
+  const parseOptions = defaultProtocol === undefined ? undefined : { defaultProtocol };
+  if (defaultProtocol !== undefined) out.defaultProtocol = defaultProtocol;
+
+  const proxy = first('proxy');
+  if (proxy) out.proxy = parsePool(proxy.value, proxy.layer.source, parseOptions);
+
+  const accounts = new Map<string, { ref: PoolRef; source: string }>();
+  for (const layer of [...layers].reverse()) for (const [name, ref] of layer.accounts ?? []) accounts.set(name, { ref, source: layer.source });
+  if (accounts.size) {
+    out.accounts = {};
+    for (const [name, { ref, source }] of accounts) out.accounts[name] = parsePool(ref, source, parseOptions);
+  }
+
+  const noProxy = first('noProxy');
+  if (noProxy) {
+    try {
+      new NoProxyMatcher(noProxy.value.value);
+    } catch (err) {
+      throw fail(noProxy.value.path, (err as Error).message, noProxy.layer.source);
+    }
+    out.noProxy = noProxy.value.value;
+  }
+  for (const key of BOOLEAN_KEYS) {
+    const v = first(key);
+    if (v) out[key] = v.value as boolean;
+  }
+  const tls = first('requestTls');
+  if (tls) out.requestTls = tls.value as ConnectionOptions;
+  for (const layer of [...layers].reverse()) Object.assign(out, layer.extra);
+  return { options: out, proxySource: proxy ? (proxy.layer.source === 'environment' ? proxy.value.path : proxy.layer.source) : undefined, file, fromParent };
+}
+
+const PROXY_HINT = `expected scheme://[user:pass@]host:port with scheme ${PROXY_PROTOCOLS.join(', ')}, or a vendor line host:port[:user:pass]`;
+
+function parsePool(ref: PoolRef, source: string, parseOptions: { defaultProtocol: ProxyProtocol } | undefined): ProxyEndpoint[] {
+  const out: ProxyEndpoint[] = [];
+  for (const item of ref.items) {
+    try {
+      out.push(parseProxy(item.input, parseOptions));
+    } catch (err) {
+      if (err instanceof ProxyUrlError) throw new ConfigError(`${item.path}: ${err.message}; ${PROXY_HINT} (in ${source})`, { cause: err });
+      throw err;
+    }
+  }
+  for (const list of ref.lists) {
+    const text = readText(list.file, list.shown, list.path, source);
+    let parsed: ProxyEndpoint[];
+    try {
+      parsed = parseProxyList(text, parseOptions);
+    } catch (err) {
+      if (err instanceof ProxyUrlError) throw new ConfigError(`${list.path}: ${list.shown} ${err.message}; ${PROXY_HINT} (in ${source})`, { cause: err });
+      throw err;
+    }
+    if (parsed.length === 0) throw fail(list.path, `${list.shown}: no proxies in the file (expected one per line: a URL, host:port or host:port:user:pass; # starts a comment line)`, source);
+    out.push(...parsed);
+  }
+  if (out.length === 0) throw fail(ref.path, 'expected at least one proxy', source);
+  return out;
+}
+
+/** The options given in code: same checks, but proxies may be URL objects or ProxyEndpoints, and unknown keys pass through. */
+function codeLayer(o: LoadConfigOptions): Layer {
+  const src = 'options';
+  if (o === null || typeof o !== 'object' || Array.isArray(o)) throw fail('', `options must be an object, got ${kindOf(o)}`, src);
+  const layer: Layer = { source: src, extra: {} };
+  for (const [key, value] of Object.entries(o)) {
+    if (value === undefined) continue;
+    switch (key) {
+      case 'configFile':
+        break;
+      case 'proxy':
+        layer.proxy = codePool(value, 'proxy', src);
+        break;
+      case 'accounts': {
+        if (value === null || typeof value !== 'object' || Array.isArray(value)) throw fail('accounts', `expected an object mapping account names to proxies, got ${kindOf(value)}`, src);
+        layer.accounts = new Map();
+        for (const [name, spec] of Object.entries(value as Record<string, unknown>)) {
+          const path = keyPath('accounts', name);
+          if (name === '') throw fail(path, 'account names must be non-empty', src);
+          if (name === RESERVED_ACCOUNT) throw fail(path, `the account name "${RESERVED_ACCOUNT}" is reserved for the default pool (option \`proxy\`)`, src);
+          layer.accounts.set(name, codePool(spec, path, src));
+        }
+        break;
+      }
+      case 'noProxy':
+        layer.noProxy = { value: checkNoProxy(value, 'noProxy', src), path: 'noProxy' };
+        break;
+      case 'defaultProtocol':
+        if (!isProxyProtocol(value)) throw fail('defaultProtocol', `expected one of ${PROXY_PROTOCOLS.join(', ')}, got ${typeof value === 'string' && value.length <= 20 ? JSON.stringify(value) : kindOf(value)}`, src);
+        layer.defaultProtocol = value;
+        break;
+      case 'requestTls':
+        if (value === null || typeof value !== 'object' || Array.isArray(value)) throw fail('requestTls', `expected TLS connection options (an object), got ${kindOf(value)}`, src);
+        layer.requestTls = value as ConnectionOptions;
+        break;
+      default:
+        if ((BOOLEAN_KEYS as readonly string[]).includes(key)) {
+          if (typeof value !== 'boolean') throw fail(key, `expected true or false, got ${kindOf(value)}`, src);
+          layer[key as (typeof BOOLEAN_KEYS)[number]] = value;
+        } else if (PASS_THROUGH[key]) {
+          if (!PASS_THROUGH[key].ok(value)) throw fail(key, `expected ${PASS_THROUGH[key].expected}, got ${kindOf(value)}`, src);
+          layer.extra[key] = value;
+        } else {
+          // An option this layer does not know (a newer manager's): handed on untouched.
+          layer.extra[key] = value;
+        }
+    }
+  }
+  return layer;
+}
+
+function codePool(spec: unknown, path: string, src: string): PoolRef {
+  const pool: PoolRef = { path, items: [], lists: [] };
+  if (Array.isArray(spec)) {
+    if (spec.length === 0) throw fail(path, 'expected at least one proxy, got an empty array', src);
+    spec.forEach((input, i) => pool.items.push({ input, path: keyPath(path, i) }));
+  } else {
+    if (spec === null || (typeof spec !== 'string' && typeof spec !== 'object')) {
+      throw fail(path, `expected a proxy URL, URL, { url } object, ProxyEndpoint or an array of them, got ${kindOf(spec)}`, src);
+    }
+    pool.items.push({ input: spec, path });
+  }
+  return pool;
+}
+
+/** The default proxy from the standard variables, and GLOBAL_AGENT_NO_PROXY. */
+function envLayer(env: NodeJS.ProcessEnv): Layer {
+  const src = 'environment';
+  const layer: Layer = { source: src, extra: {} };
+  for (const name of PROXY_ENV_VARS) {
+    const value = env[name];
+    if (value === undefined || value.trim() === '') continue;
+    layer.proxy = { path: name, items: [{ input: value, path: name }], lists: [] };
+    break;
+  }
+  // The operator's NO_PROXY is applied by the manager itself, outside scopes
+  // only (unreadable entries skipped with a warning): nothing to do here.
+  // GLOBAL_AGENT_NO_PROXY becomes noProxy, read as leniently.
+  const ga = env.GLOBAL_AGENT_NO_PROXY;
+  if (ga !== undefined && ga.trim() !== '') {
+    const usable: string[] = [];
+    const skipped: string[] = [];
+    for (const entry of ga.split(/[\s,]+/).filter(Boolean)) {
+      try {
+        new NoProxyMatcher(entry);
+        usable.push(entry);
+      } catch {
+        skipped.push(entry);
+      }
+    }
+    if (skipped.length) process.emitWarning(`ignoring GLOBAL_AGENT_NO_PROXY entries it cannot read: ${skipped.join(', ')}`, { code: 'SESSION_PROXY_NO_PROXY' });
+    layer.noProxy = { value: [...LOOPBACK_NO_PROXY, ...usable], path: 'GLOBAL_AGENT_NO_PROXY' };
+  }
+  return layer;
+}
+
+/** Whether a configuration sets any proxy at all (the preload installs nothing otherwise). */
+export function hasProxies(options: SessionProxyOptions): boolean {
+  return options.proxy !== undefined || Object.keys(options.accounts ?? {}).length > 0;
+}

@@ -1,0 +1,89 @@
+/**
+ * What `session-proxy/register` does, as a function (the entry module only
+ * calls it). Runs once per thread, whichever build loads it first: the ESM
+ * and CJS preloads may both be on a command line (a fork inherits execArgv
+ * and NODE_OPTIONS gains the CJS one).
+ */
+import { isMainThread } from 'node:worker_threads';
+import { state } from '../state.js';
+import { install } from '../global.js';
+import { ConfigError, SessionProxyError } from '../errors.js';
+import { enableDebugLoggingFromEnv } from '../debug.js';
+import { ACCOUNT_ENV, CONFIG_FILE_ENV, hasProxies, resolveConfig } from './load.js';
+import { splitNodeOptions } from './child-env.js';
+
+const kRegistered = Symbol.for('session-proxy.register.v1');
+
+export type PreloadResult =
+  | { status: 'installed'; account: string | undefined; accounts: string[] }
+  | { status: 'skipped'; reason: string };
+
+export interface PreloadOptions {
+  /** Which build runs: an ESM (`--import`) preload cannot scope the main module on frame-based AsyncLocalStorage. */
+  format: 'esm' | 'cjs';
+  env?: NodeJS.ProcessEnv;
+  /** Where the one-line warning goes. @default stderr */
+  warn?: (line: string) => void;
+}
+
+/**
+ * Installs the process's manager from configuration and, with
+ * SESSION_PROXY_ACCOUNT, enters that account's scope for the rest of the
+ * thread. @throws ConfigError (and the errors of install) — the entry module
+ * turns them into a one-line message and exit code 1.
+ */
+export function runPreload(options: PreloadOptions): PreloadResult {
+  const env = options.env ?? process.env;
+  const warn = options.warn ?? ((line: string) => process.stderr.write(`${line}\n`));
+  const g = globalThis as unknown as Record<symbol, boolean | undefined>;
+  if (g[kRegistered]) return { status: 'skipped', reason: 'the preload already ran in this thread' };
+  Object.defineProperty(globalThis, kRegistered, { value: true, enumerable: false, configurable: true, writable: true });
+
+  enableDebugLoggingFromEnv(env);
+  const account = env[ACCOUNT_ENV] || undefined;
+  const resolved = resolveConfig({}, env);
+  if (!hasProxies(resolved.options)) {
+    if (account !== undefined) throw new ConfigError(`${ACCOUNT_ENV}: account "${account}" is not configured (no proxies are)`);
+    warn(`session-proxy: no proxy configured (set ${CONFIG_FILE_ENV}=proxies.json, SESSION_PROXY_URL or HTTPS_PROXY); nothing installed, traffic goes direct`);
+    return { status: 'skipped', reason: 'no proxy configured' };
+  }
+  if (account !== undefined) {
+    const known = account === 'default' ? resolved.options.proxy !== undefined : Object.prototype.hasOwnProperty.call(resolved.options.accounts ?? {}, account);
+    if (!known) {
+      const names = [...(resolved.options.proxy !== undefined ? ['default'] : []), ...Object.keys(resolved.options.accounts ?? {})].map((n) => `"${n}"`).join(', ');
+      throw new ConfigError(`${ACCOUNT_ENV}: unknown account "${account}" (configured: ${names})`);
+    }
+    if (options.format === 'esm' && frameBasedContext(env)) {
+      throw new ConfigError(
+        `${ACCOUNT_ENV} needs the CommonJS preload on this Node version: an --import preload cannot put the main module in a scope (AsyncLocalStorage is frame-based); run node -r session-proxy/register, or NODE_OPTIONS="--require session-proxy/register"`,
+      );
+    }
+  }
+  if (state.installed) return { status: 'skipped', reason: 'a manager is already installed' };
+  // A child that runs wholly as one account keeps the env its parent gave it
+  // (that account's proxy, for its own children and env-reading tools); the
+  // env layer would overwrite it with the default proxy.
+  const manager = install(account !== undefined ? { ...resolved.options, env: false } : resolved.options);
+  if (account !== undefined) state.scopes.enterWith({ account });
+  return { status: 'installed', account, accounts: manager.accountNames() };
+}
+
+/** Whether AsyncLocalStorage runs on AsyncContextFrame (default from Node 24). */
+function frameBasedContext(env: NodeJS.ProcessEnv): boolean {
+  const flags = [...process.execArgv, ...splitNodeOptions(env.NODE_OPTIONS ?? '')];
+  if (flags.includes('--no-async-context-frame')) return false;
+  if (flags.includes('--experimental-async-context-frame')) return true;
+  return Number(process.versions.node.split('.')[0]) >= 24;
+}
+
+/** The entry modules' wrapper: a failure is one line on stderr and exit code 1 (a Worker gets the error). */
+export function preloadEntry(format: 'esm' | 'cjs'): void {
+  try {
+    runPreload({ format });
+  } catch (err) {
+    if (!isMainThread) throw err;
+    const message = err instanceof SessionProxyError ? `${err.name}: ${err.message}` : String((err as Error)?.stack ?? err);
+    process.stderr.write(`session-proxy/register: ${message}\n`);
+    process.exit(1);
+  }
+}

@@ -1,0 +1,126 @@
+/**
+ * schema/config.schema.json and the config validator agree: every example
+ * config in examples/ passes both, and a set of bad documents fails both.
+ * (The validator checks more than a schema can — proxy URLs are parsed,
+ * NO_PROXY entries compiled — so agreement is tested on what both express.)
+ */
+import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, relative } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, describe, expect, it } from 'vitest';
+import { loadConfig } from '../../src/config/load.js';
+import { ConfigError } from '../../src/errors.js';
+import { validateSchema } from './support/json-schema.js';
+
+const root = fileURLToPath(new URL('../..', import.meta.url));
+const schema = JSON.parse(readFileSync(join(root, 'schema/config.schema.json'), 'utf8'));
+
+/** Placeholder values for the ${VAR}s a config uses, by the variable's suffix. */
+function exampleEnv(text: string): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {};
+  for (const [, name] of text.matchAll(/(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g)) {
+    env[name!] = /_(URL|PROXY)$/.test(name!) ? 'http://127.0.0.1:9' : /_PORT$/.test(name!) ? '9' : 'placeholder-secret';
+  }
+  return env;
+}
+
+function exampleConfigs(dir = join(root, 'examples')): string[] {
+  const out: string[] = [];
+  for (const name of readdirSync(dir)) {
+    const path = join(dir, name);
+    if (name === 'node_modules') continue;
+    if (statSync(path).isDirectory()) out.push(...exampleConfigs(path));
+    else if (name.endsWith('.json')) {
+      const doc = JSON.parse(readFileSync(path, 'utf8'));
+      if (typeof doc.$schema === 'string' && doc.$schema.endsWith('config.schema.json')) out.push(path);
+    }
+  }
+  return out;
+}
+
+describe('example configs', () => {
+  const files = exampleConfigs();
+  it('there are some', () => {
+    expect(files.length).toBeGreaterThanOrEqual(2);
+  });
+  it.each(files.map((f) => [relative(root, f), f]))('%s passes the schema and the validator', (_, file) => {
+    const doc = JSON.parse(readFileSync(file, 'utf8'));
+    expect(validateSchema(schema, doc)).toEqual([]);
+    const options = loadConfig({ configFile: file }, exampleEnv(readFileSync(file, 'utf8')));
+    expect(options.proxy !== undefined || Object.keys(options.accounts ?? {}).length > 0).toBe(true);
+  });
+});
+
+describe('schema and validator agree', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'sp-schema-'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  writeFileSync(join(dir, 'list.txt'), '10.0.0.1:8080\n');
+  let n = 0;
+  const validatorAccepts = (doc: unknown): boolean => {
+    const configFile = join(dir, `d${n++}.json`);
+    writeFileSync(configFile, JSON.stringify(doc));
+    try {
+      loadConfig({ configFile }, { P: 'pw' });
+      return true;
+    } catch (err) {
+      if (!(err instanceof ConfigError)) throw err;
+      return false;
+    }
+  };
+
+  const good: unknown[] = [
+    {},
+    { proxy: 'http://10.0.0.1:1' },
+    { proxy: ['10.0.0.1:8080', { url: 'socks5h://10.0.0.2:1080', password: '${P}' }] },
+    { proxyList: 'list.txt', accounts: { a: { proxyList: ['list.txt'] }, b: { proxies: 'HTTP://10.0.0.3:1' } } },
+    { accounts: { 'my bot': 'socks4a://u@10.0.0.4:1080' }, noProxy: '' },
+    { requestTls: { ca: ['x'], rejectUnauthorized: false, servername: 'h' }, idleTimeout: 0, verifyEvery: 1, egressEndpoints: ['http://127.0.0.1/ip'] },
+    { strategy: 'random', balance: 'sticky', health: {}, healthCheck: { interval: 1 }, onMismatch: 'error', failover: false, exclusive: true, verifyOnStart: true, verifyOnRotate: false },
+  ];
+  const bad: unknown[] = [
+    [],
+    'http://10.0.0.1:1',
+    { proxy: 'ftp://10.0.0.1:21' },
+    { proxy: 'SOCKS6://10.0.0.1:21' },
+    { proxy: '   ' },
+    { proxy: [] },
+    { proxy: 5 },
+    { proxy: { url: 'http://10.0.0.1:1', extra: 1 } },
+    { proxy: { password: 'x' } },
+    { proxy: { url: 'http://10.0.0.1:1', connectTimeout: 0 } },
+    { proxyList: [] },
+    { proxyList: '' },
+    { accounts: [] },
+    { accounts: { default: 'http://10.0.0.1:1' } },
+    { accounts: { '': 'http://10.0.0.1:1' } },
+    { accounts: { a: {} } },
+    { accounts: { a: { proxies: [] } } },
+    { accounts: { a: { proxies: 'http://10.0.0.1:1', url: 'http://10.0.0.1:1' } } },
+    { accounts: { a: { proxyList: 'list.txt', label: 'x' } } },
+    { strict: 'true' },
+    { env: 1 },
+    { defaultProtocol: 'ftp' },
+    { noProxy: 5 },
+    { noProxy: [5] },
+    { unknown: true },
+    { requestTls: { cert: 'x' } },
+    { requestTls: { ca: 5 } },
+    { idleTimeout: -1 },
+    { verifyEvery: 0 },
+    { strategy: '' },
+    { strategy: 5 },
+    { healthCheck: true },
+    { egressEndpoints: [] },
+    { $schema: 5 },
+  ];
+
+  it.each(good.map((d) => [JSON.stringify(d), d]))('accept %s', (_, doc) => {
+    expect(validateSchema(schema, doc)).toEqual([]);
+    expect(validatorAccepts(doc)).toBe(true);
+  });
+  it.each(bad.map((d) => [JSON.stringify(d), d]))('reject %s', (_, doc) => {
+    expect(validateSchema(schema, doc).length).toBeGreaterThan(0);
+    expect(validatorAccepts(doc)).toBe(false);
+  });
+});
