@@ -7,9 +7,8 @@
  */
 import { EventEmitter } from 'node:events';
 import { inspect } from 'node:util';
-import type { Socket } from 'node:net';
 import { state } from './state.js';
-import { AlreadyInstalledError, ConfigError, EgressLeakError, ProxyUnavailableError } from './errors.js';
+import { AlreadyInstalledError, ConfigError, EgressLeakError } from './errors.js';
 import { parseProxy } from './proxy/parse.js';
 import { LOOPBACK_NO_PROXY, NoProxyMatcher } from './proxy/no-proxy.js';
 import type { ProxyEndpoint, ProxyInfo } from './proxy/endpoint.js';
@@ -17,7 +16,9 @@ import { AccountPools, DEFAULT_ACCOUNT, type AccountPool } from './routing/accou
 import { Router } from './routing/router.js';
 import { LeakPolicy, type LeakEvent } from './routing/leak-policy.js';
 import { AccountTunnels } from './routing/account-tunnels.js';
-import { choose, ROTATION_STRATEGIES, type Candidate } from './routing/strategies.js';
+import { ROTATION_STRATEGIES } from './routing/strategies.js';
+import { Rotation, type MoveEvent } from './routing/rotation.js';
+import { SocketTunnelRegistry } from './layers/socket/tunnel-registry.js';
 import type { Target } from './routing/route.js';
 import { ConnectionPools } from './pools/connection-pools.js';
 import { HealthRegistry } from './health/health-registry.js';
@@ -45,15 +46,8 @@ export interface RotateOptions {
   closeExisting?: boolean;
 }
 
-export interface RotateEvent {
-  readonly account: string;
-  readonly from: ProxyInfo;
-  readonly to: ProxyInfo;
-  /** `manual` (rotate()) or `failover`. */
-  readonly reason: string;
-  /** Sockets destroyed on the old proxy (closeExisting). */
-  readonly closed: number;
-}
+/** `rotate` event: account, from, to, reason (`manual` | `failover`), closed (sockets cut by closeExisting). */
+export type RotateEvent = MoveEvent;
 
 export interface ProxyHealthEvent {
   readonly proxy: ProxyInfo;
@@ -109,9 +103,9 @@ export class SessionProxyManager extends EventEmitter<SessionProxyEvents> {
   private restores: Array<() => void> = [];
   private undiciLayer: UndiciLayer | undefined;
   private idleSweep: NodeJS.Timeout | undefined;
-  private balanceCursor = new Map<string, number>();
+  private readonly rotation: Rotation;
   /** Socket-level tunnels by account, for rotate's closeExisting. */
-  private readonly socketTunnels = new Map<string, Map<Socket, ProxyEndpoint>>();
+  private readonly socketTunnels = new SocketTunnelRegistry();
 
   constructor(options: SessionProxyOptions = {}) {
     super();
@@ -126,10 +120,33 @@ export class SessionProxyManager extends EventEmitter<SessionProxyEvents> {
       this.addAccount(name, spec);
     }
     if (this.exclusive) this.accounts.assignExclusive();
+    const self = this;
+    this.rotation = new Rotation(
+      { strategy: options.strategy ?? 'round-robin', balance: options.balance ?? 'sticky', exclusive: this.exclusive, failover: options.failover },
+      {
+        accounts: this.accounts,
+        get health() {
+          return self.health;
+        },
+        traffic: this.traffic,
+        retire: async (account, from, closeExisting) => {
+          const cut = await this.connections.retire(account, from, closeExisting);
+          return closeExisting ? cut + this.socketTunnels.close(account, from) : cut;
+        },
+        moved: (event) => {
+          publish('rotate', () => event);
+          this.emit('rotate', event);
+          if (this.options.verifyOnRotate) void this.egress.require(event.account).catch(() => undefined);
+        },
+      },
+    );
     this.noProxy = new NoProxyMatcher(options.noProxy ?? LOOPBACK_NO_PROXY);
     this.health = new HealthRegistry(options.health ?? {}, options.healthCheck ?? {}, {
-      down: (proxy, h) => this.onProxyDown(proxy, h.lastError, h.cooldownUntil),
-      up: (proxy, h) => this.onProxyUp(proxy, h.lastLatencyMs),
+      down: (proxy, h) => {
+        this.emitHealth('proxyDown', 'proxy-down', { proxy: proxy.info(), accounts: this.accounts.holders(proxy.identityKey), error: h.lastError, nextProbeAt: h.cooldownUntil });
+        this.rotation.failover(proxy);
+      },
+      up: (proxy, h) => this.emitHealth('proxyUp', 'proxy-up', { proxy: proxy.info(), accounts: this.accounts.holders(proxy.identityKey), latencyMs: h.lastLatencyMs }),
     });
     this.egress = new EgressPolicy(options, (account) => this.verifyEgress(account));
     this.tunnels = new AccountTunnels({
@@ -141,7 +158,6 @@ export class SessionProxyManager extends EventEmitter<SessionProxyEvents> {
       failed: (account, proxy, error) => this.onTunnelFailure(account, proxy, error),
     });
     this.connections = new ConnectionPools((account, proxy) => this.tunnels.opener(account, proxy), options.requestTls);
-    const self = this;
     this.router = new Router({
       pools: this.accounts,
       noProxy: this.noProxy,
@@ -149,8 +165,8 @@ export class SessionProxyManager extends EventEmitter<SessionProxyEvents> {
         return self.envNoProxy;
       },
       requireScope: options.requireScope ?? false,
-      select: (account) => this.select(account),
-      unavailable: (account, proxy) => this.unavailable(account, proxy),
+      select: (account) => this.rotation.select(account),
+      unavailable: (account, proxy) => this.egress.quarantineError(account) ?? this.rotation.unavailable(account, proxy),
       counted: (account, proxy) => this.traffic.request(account, proxy.identityKey),
     });
     this.leaks = new LeakPolicy(options.strict ?? true, (event) => this.emit('leak', event));
@@ -193,7 +209,7 @@ export class SessionProxyManager extends EventEmitter<SessionProxyEvents> {
           tunnelSockets: this.options.tunnelSockets ?? true,
           isProxyAddress: (t) => this.isProxyAddress(t),
           openerFor,
-          onTunnel: (socket, account, proxy) => this.trackSocketTunnel(socket, account, proxy),
+          onTunnel: (socket, account, proxy) => this.socketTunnels.track(socket, account, proxy),
         }),
       );
       this.restores.push(guardUndiciRequests(), guardHttp2Sessions());
@@ -308,11 +324,7 @@ export class SessionProxyManager extends EventEmitter<SessionProxyEvents> {
    * old proxy close; in-flight requests finish there.
    */
   async rotate(account: string = this.currentAccount() ?? DEFAULT_ACCOUNT, options: RotateOptions = {}): Promise<ProxyInfo> {
-    const pool = this.accounts.require(account);
-    if (pool.proxies.length > 1 && this.nextIndex(pool) === undefined) {
-      throw new ProxyUnavailableError(`no other proxy of the pool is available: ${this.describePool(pool)}`, { account });
-    }
-    return (await this.move(account, 'manual', options.closeExisting ?? false)).info();
+    return (await this.rotation.rotate(account, options.closeExisting ?? false)).info();
   }
 
   /** Asks IP-echo endpoints through the account's proxy and returns the egress IP they saw. */
@@ -389,100 +401,19 @@ export class SessionProxyManager extends EventEmitter<SessionProxyEvents> {
     return { ...this.options, proxy: fallback ? [...fallback.proxies] : undefined, accounts };
   }
 
-  private get exclusive(): boolean {
-    return this.options.exclusive ?? Object.keys(this.options.accounts ?? {}).length > 0;
-  }
-
-  private failoverOn(pool: AccountPool): boolean {
-    return this.options.failover ?? pool.proxies.length > 1;
-  }
-
-  private select(account: string): ProxyEndpoint {
-    const pool = this.accounts.require(account);
-    if (this.options.balance !== 'per-connection' || pool.proxies.length === 1) return pool.proxies[pool.active];
-    const start = this.balanceCursor.get(account) ?? pool.active;
-    for (let i = 1; i <= pool.proxies.length; i++) {
-      const index = (start + i) % pool.proxies.length;
-      if (this.health.of(pool.proxies[index]).available) {
-        this.balanceCursor.set(account, index);
-        return pool.proxies[index];
-      }
-    }
-    return pool.proxies[pool.active];
-  }
-
-  private unavailable(account: string, proxy: ProxyEndpoint): Error | undefined {
-    const quarantine = this.egress.quarantineError(account);
-    if (quarantine) return quarantine;
-    const pool = this.accounts.require(account);
-    if (!this.failoverOn(pool) || this.health.of(proxy).available) return undefined;
-    return new ProxyUnavailableError(`every proxy of the pool is down: ${this.describePool(pool)}`, { account });
-  }
-
-  private describePool(pool: AccountPool): string {
-    return pool.proxies
-      .map((p) => {
-        const h = this.health.of(p);
-        if (h.status === 'up') return `${p} (up)`;
-        const due = h.status === 'probing' ? 'probing now' : `next probe in ${Math.max(0, h.cooldownUntil - Date.now())} ms`;
-        return `${p} (${h.status}, ${due})`;
-      })
-      .join('; ');
-  }
-
   private onTunnelFailure(account: string, proxy: ProxyEndpoint, error: Error): ProxyEndpoint | undefined {
     this.traffic.failure(account, proxy.identityKey);
     this.health.fail(proxy, error);
     return this.accounts.get(account) ? this.accounts.active(account) : undefined;
   }
 
-  private onProxyDown(proxy: ProxyEndpoint, error: string | undefined, nextProbeAt: number): void {
-    const accounts = this.accounts.holders(proxy.identityKey);
-    const event: ProxyHealthEvent = { proxy: proxy.info(), accounts, error, nextProbeAt };
-    publish('proxyDown', () => event);
-    this.emit('proxy-down', event);
-    for (const account of accounts) {
-      const pool = this.accounts.get(account)!;
-      if (this.failoverOn(pool) && this.nextIndex(pool) !== undefined) void this.move(account, 'failover', false);
-    }
+  private get exclusive(): boolean {
+    return this.options.exclusive ?? Object.keys(this.options.accounts ?? {}).length > 0;
   }
 
-  private onProxyUp(proxy: ProxyEndpoint, latencyMs: number | undefined): void {
-    const event: ProxyHealthEvent = { proxy: proxy.info(), accounts: this.accounts.holders(proxy.identityKey), latencyMs };
-    publish('proxyUp', () => event);
-    this.emit('proxy-up', event);
-  }
-
-  /** The index `pool` would move to: available, not held by another account (exclusive). */
-  private nextIndex(pool: AccountPool): number | undefined {
-    const candidates: Candidate[] = [];
-    const requests = new Map<string, number>();
-    for (const row of this.traffic.snapshot()) requests.set(row.proxyKey, (requests.get(row.proxyKey) ?? 0) + row.requests);
-    pool.proxies.forEach((p, index) => {
-      if (index === pool.active) return;
-      const h = this.health.of(p);
-      if (!h.available) return;
-      const holders = this.accounts.holders(p.identityKey).filter((a) => a !== pool.name);
-      if (this.exclusive && holders.length) return;
-      candidates.push({ index, holders: holders.length, requests: requests.get(p.identityKey) ?? 0, recentFailures: h.recentFailures(), latencyMs: h.latencyEwmaMs });
-    });
-    return choose(this.options.strategy ?? 'round-robin', pool.active, pool.proxies.length, candidates)?.index;
-  }
-
-  private async move(account: string, reason: 'manual' | 'failover', closeExisting: boolean): Promise<ProxyEndpoint> {
-    const pool = this.accounts.require(account);
-    const from = pool.proxies[pool.active];
-    const next = this.nextIndex(pool);
-    if (next === undefined) return from;
-    pool.active = next;
-    const to = pool.proxies[next];
-    let closed = await this.connections.retire(account, from, closeExisting);
-    if (closeExisting) closed += this.closeSocketTunnels(account, from);
-    const event: RotateEvent = { account, from: from.info(), to: to.info(), reason, closed };
-    publish('rotate', () => event);
-    this.emit('rotate', event);
-    if (this.options.verifyOnRotate) void this.egress.require(account).catch(() => undefined);
-    return to;
+  private emitHealth(channel: 'proxyDown' | 'proxyUp', name: 'proxy-down' | 'proxy-up', event: ProxyHealthEvent): void {
+    publish(channel, () => event);
+    this.emit(name, event);
   }
 
   private emitEgress(event: EgressEvent): void {
@@ -499,27 +430,6 @@ export class SessionProxyManager extends EventEmitter<SessionProxyEvents> {
         yield p;
       }
     }
-  }
-
-  private trackSocketTunnel(socket: Socket, account: string, proxy: ProxyEndpoint): void {
-    let sockets = this.socketTunnels.get(account);
-    if (!sockets) this.socketTunnels.set(account, (sockets = new Map()));
-    sockets.set(socket, proxy);
-    socket.once('close', () => {
-      sockets.delete(socket);
-      if (sockets.size === 0 && this.socketTunnels.get(account) === sockets) this.socketTunnels.delete(account);
-    });
-  }
-
-  /** Destroys the account's socket-level tunnels through `proxy`; returns how many. */
-  private closeSocketTunnels(account: string, proxy: ProxyEndpoint): number {
-    let n = 0;
-    for (const [socket, through] of this.socketTunnels.get(account) ?? []) {
-      if (through.identityKey !== proxy.identityKey) continue;
-      socket.destroy();
-      n++;
-    }
-    return n;
   }
 
   private isProxyAddress(target: Target): boolean {

@@ -1,0 +1,126 @@
+/**
+ * Which proxy an account uses, and when it moves: stickiness, the
+ * per-connection balance, failover off a proxy in cooldown, the rotation
+ * strategies, exclusivity (two accounts never hold one proxy identity), and
+ * the fail-fast answer when a whole pool is down.
+ */
+import { ProxyUnavailableError } from '../errors.js';
+import type { ProxyEndpoint, ProxyInfo } from '../proxy/endpoint.js';
+import type { HealthRegistry } from '../health/health-registry.js';
+import type { TrafficStats } from '../health/traffic-stats.js';
+import type { AccountPool, AccountPools } from './account-pools.js';
+import { choose, type Candidate, type RotationStrategy } from './strategies.js';
+
+export interface RotationOptions {
+  readonly strategy: RotationStrategy;
+  readonly balance: 'sticky' | 'per-connection';
+  readonly exclusive: boolean;
+  /** undefined: on for pools of 2+. */
+  readonly failover: boolean | undefined;
+}
+
+export interface MoveEvent {
+  readonly account: string;
+  readonly from: ProxyInfo;
+  readonly to: ProxyInfo;
+  readonly reason: 'manual' | 'failover';
+  readonly closed: number;
+}
+
+export interface RotationDeps {
+  readonly accounts: AccountPools;
+  readonly health: HealthRegistry;
+  readonly traffic: TrafficStats;
+  /** Retires the account's pools on `from` (closing long-lived sockets too when asked); returns how many were cut. */
+  readonly retire: (account: string, from: ProxyEndpoint, closeExisting: boolean) => Promise<number>;
+  readonly moved: (event: MoveEvent) => void;
+}
+
+export class Rotation {
+  private readonly cursor = new Map<string, number>();
+
+  constructor(private readonly o: RotationOptions, private readonly deps: RotationDeps) {}
+
+  failoverOn(pool: AccountPool): boolean {
+    return this.o.failover ?? pool.proxies.length > 1;
+  }
+
+  /** The proxy an account's next connection uses: its active one, or (per-connection balance) the next healthy one. */
+  select(account: string): ProxyEndpoint {
+    const pool = this.deps.accounts.require(account);
+    if (this.o.balance !== 'per-connection' || pool.proxies.length === 1) return pool.proxies[pool.active];
+    const start = this.cursor.get(account) ?? pool.active;
+    for (let i = 1; i <= pool.proxies.length; i++) {
+      const index = (start + i) % pool.proxies.length;
+      if (this.deps.health.of(pool.proxies[index]).available) {
+        this.cursor.set(account, index);
+        return pool.proxies[index];
+      }
+    }
+    return pool.proxies[pool.active];
+  }
+
+  /** ProxyUnavailableError when failover applies and `proxy` is down (the whole pool is, or the account would have moved). */
+  unavailable(account: string, proxy: ProxyEndpoint): Error | undefined {
+    const pool = this.deps.accounts.require(account);
+    if (!this.failoverOn(pool) || this.deps.health.of(proxy).available) return undefined;
+    return new ProxyUnavailableError(`every proxy of the pool is down: ${this.describe(pool)}`, { account });
+  }
+
+  /** Manual rotate(): ProxyUnavailableError when a pool of 2+ has nowhere to go. */
+  async rotate(account: string, closeExisting: boolean): Promise<ProxyEndpoint> {
+    const pool = this.deps.accounts.require(account);
+    if (pool.proxies.length > 1 && this.nextIndex(pool) === undefined) {
+      throw new ProxyUnavailableError(`no other proxy of the pool is available: ${this.describe(pool)}`, { account });
+    }
+    return this.move(account, 'manual', closeExisting);
+  }
+
+  /** A proxy went into cooldown: every account holding it with failover on moves, if it can. */
+  failover(proxy: ProxyEndpoint): void {
+    for (const account of this.deps.accounts.holders(proxy.identityKey)) {
+      const pool = this.deps.accounts.get(account)!;
+      if (this.failoverOn(pool) && this.nextIndex(pool) !== undefined) void this.move(account, 'failover', false);
+    }
+  }
+
+  private describe(pool: AccountPool): string {
+    return pool.proxies
+      .map((p) => {
+        const h = this.deps.health.of(p);
+        if (h.status === 'up') return `${p} (up)`;
+        const due = h.status === 'probing' ? 'probing now' : `next probe in ${Math.max(0, h.cooldownUntil - Date.now())} ms`;
+        return `${p} (${h.status}, ${due})`;
+      })
+      .join('; ');
+  }
+
+  /** The index `pool` would move to: available, not held by another account (exclusive), chosen by the strategy. */
+  private nextIndex(pool: AccountPool): number | undefined {
+    const requests = new Map<string, number>();
+    for (const row of this.deps.traffic.snapshot()) requests.set(row.proxyKey, (requests.get(row.proxyKey) ?? 0) + row.requests);
+    const candidates: Candidate[] = [];
+    pool.proxies.forEach((p, index) => {
+      if (index === pool.active) return;
+      const h = this.deps.health.of(p);
+      if (!h.available) return;
+      const holders = this.deps.accounts.holders(p.identityKey).filter((a) => a !== pool.name);
+      if (this.o.exclusive && holders.length) return;
+      candidates.push({ index, holders: holders.length, requests: requests.get(p.identityKey) ?? 0, recentFailures: h.recentFailures(), latencyMs: h.latencyEwmaMs });
+    });
+    return choose(this.o.strategy, pool.active, pool.proxies.length, candidates)?.index;
+  }
+
+  private async move(account: string, reason: 'manual' | 'failover', closeExisting: boolean): Promise<ProxyEndpoint> {
+    const pool = this.deps.accounts.require(account);
+    const from = pool.proxies[pool.active];
+    const next = this.nextIndex(pool);
+    if (next === undefined) return from;
+    // Switch first, synchronously: requests created from now on use the new proxy.
+    pool.active = next;
+    const to = pool.proxies[next];
+    const closed = await this.deps.retire(account, from, closeExisting);
+    this.deps.moved({ account, from: from.info(), to: to.info(), reason, closed });
+    return to;
+  }
+}
