@@ -129,8 +129,8 @@ export class SessionProxyManager extends EventEmitter<SessionProxyEvents> {
           return self.health;
         },
         traffic: this.traffic,
-        retire: async (account, from, closeExisting) => {
-          const cut = await this.connections.retire(account, from, closeExisting);
+        retire: (account, from, closeExisting) => {
+          const cut = this.connections.retire(account, from, closeExisting);
           return closeExisting ? cut + this.socketTunnels.close(account, from) : cut;
         },
         moved: (event) => {
@@ -240,7 +240,7 @@ export class SessionProxyManager extends EventEmitter<SessionProxyEvents> {
     this.health.startPeriodic(() => this.allProxies());
     this.egress.start(() => this.accounts.names());
     const idle = this.options.idleTimeout ?? 300_000;
-    this.idleSweep = setInterval(() => void this.connections.evictIdle(idle), Math.max(250, Math.floor(idle / 2)));
+    this.idleSweep = setInterval(() => this.connections.evictIdle(idle), Math.max(250, Math.floor(idle / 2)));
     this.idleSweep.unref();
     return this;
   }
@@ -255,6 +255,8 @@ export class SessionProxyManager extends EventEmitter<SessionProxyEvents> {
     this.health.close();
     this.egress.close();
     await this.connections.retireAll();
+    // No scope is needed any more; on Node 20/22 this also turns off the promise hooks the store uses.
+    state.scopes.disable();
   }
 
   private restoreAll(): void {
@@ -305,7 +307,7 @@ export class SessionProxyManager extends EventEmitter<SessionProxyEvents> {
       }
       pool.active = free;
     }
-    if (previous) void this.connections.retire(account);
+    if (previous) this.connections.retire(account);
     return this;
   }
 
@@ -314,7 +316,8 @@ export class SessionProxyManager extends EventEmitter<SessionProxyEvents> {
     this.accounts.require(account);
     this.accounts.delete(account);
     this.egress.forget(account);
-    await this.connections.retire(account);
+    this.traffic.forget(account);
+    this.connections.retire(account);
   }
 
   /**
@@ -433,9 +436,7 @@ export class SessionProxyManager extends EventEmitter<SessionProxyEvents> {
   }
 
   private isProxyAddress(target: Target): boolean {
-    const host = target.host.toLowerCase();
-    for (const p of this.allProxies()) if (p.host === host && p.port === target.port) return true;
-    return false;
+    return this.accounts.isProxyAddress(target);
   }
 
   private addAccount(account: string, spec: ProxySpec): AccountPool {

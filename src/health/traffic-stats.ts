@@ -53,10 +53,16 @@ export class TrafficStats {
     set.add(socket);
     socket.once('close', () => {
       set.delete(socket);
+      if (set.size === 0 && this.live.get(k) === set) this.live.delete(k);
       c.openConnections--;
       c.bytesSent += socket.bytesWritten;
       c.bytesReceived += socket.bytesRead;
     });
+  }
+
+  /** Drops a removed account's counters. */
+  forget(account: string): void {
+    for (const k of this.counters.keys()) if (k.startsWith(`${account}\0`)) this.counters.delete(k);
   }
 
   /** A snapshot: closed tunnels' totals plus the open ones' so far. */

@@ -69,7 +69,7 @@ class ProxyConnections {
    * (upgraded WebSockets, CONNECT tunnels) — the long-lived ones a rotation
    * must move. Returns how many were cut.
    */
-  async retire(cutLongLived: boolean): Promise<number> {
+  retire(cutLongLived: boolean): { cut: number; closed: Promise<void> } {
     for (const agent of [this.httpAgent, this.httpsAgent]) {
       if (!agent) continue;
       agent.keepSocketAlive = () => false;
@@ -83,8 +83,9 @@ class ProxyConnections {
         cut++;
       }
     }
-    await this.dispatcher?.close();
-    return cut;
+    // In-flight requests finish on the old proxy; nobody needs to wait for them here.
+    const closed = this.dispatcher ? this.dispatcher.close().catch(() => undefined) : Promise.resolve();
+    return { cut, closed };
   }
 }
 
@@ -112,33 +113,43 @@ export class ConnectionPools {
     return this.of(account, proxy).agent(secure);
   }
 
-  /** Retires the pools of `account` (all of them, or only those of `proxy`). */
-  async retire(account: string, proxy?: ProxyEndpoint, destroy = false): Promise<number> {
+  /**
+   * Retires the pools of `account` (all of them, or only those of `proxy`):
+   * returns at once with the number of long-lived sockets cut; in-flight
+   * requests finish on the old proxy in the background.
+   */
+  retire(account: string, proxy?: ProxyEndpoint, cutLongLived = false): number {
     let cut = 0;
     for (const [key, pool] of this.pools) {
       if (pool.account !== account || (proxy && pool.proxy.identityKey !== proxy.identityKey)) continue;
       this.pools.delete(key);
-      cut += await pool.retire(destroy);
+      cut += pool.retire(cutLongLived).cut;
     }
     return cut;
   }
 
-  async retireAll(destroy = false): Promise<void> {
+  /** Retires every pool and waits until in-flight requests have finished (uninstall). */
+  async retireAll(): Promise<void> {
     const all = [...this.pools.values()];
     this.pools.clear();
-    await Promise.all(all.map((p) => p.retire(destroy)));
+    await Promise.all(all.map((p) => p.retire(false).closed));
   }
 
-  /** Retires pools unused for `idleMs` that hold no open socket; returns how many. */
-  async evictIdle(idleMs: number, now = Date.now()): Promise<number> {
-    const idle: ProxyConnections[] = [];
+  /**
+   * Retires the pools no request was routed to for `idleMs`; returns how
+   * many. Retiring is graceful: idle keep-alive sockets close, a request or
+   * stream still running on one finishes, an upgraded WebSocket is left alone.
+   * The next request of that (account, proxy) builds a fresh pool.
+   */
+  evictIdle(idleMs: number, now = Date.now()): number {
+    let n = 0;
     for (const [key, pool] of this.pools) {
       if (now - pool.lastUsed < idleMs) continue;
       this.pools.delete(key);
-      idle.push(pool);
+      pool.retire(false);
+      n++;
     }
-    await Promise.all(idle.map((p) => p.retire(false)));
-    return idle.length;
+    return n;
   }
 
   get size(): number {

@@ -180,6 +180,14 @@ export class ProxyEndpoint {
   }
 
   get identityKey(): string {
+    // Read on every request by the pools, health and stats: computed once
+    // (the endpoint is immutable; a frozen object can still set a #field).
+    return (this.#identityKey ??= this.#computeIdentityKey());
+  }
+
+  #identityKey: string | undefined;
+
+  #computeIdentityKey(): string {
     const digest =
       this.#password === undefined ? null : createHmac('sha256', identitySalt()).update(this.#password).digest('hex');
     // TLS settings to an https proxy change what a pooled connection is

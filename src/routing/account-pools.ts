@@ -15,8 +15,12 @@ export interface AccountPool {
   active: number;
 }
 
+const addressOf = (host: string, port: number): string => `${host.toLowerCase()}:${port}`;
+
 export class AccountPools {
   private readonly pools = new Map<string, AccountPool>();
+  /** How many configured proxies listen at each `host:port`: asked on every request, so a lookup, not a walk. */
+  private readonly addresses = new Map<string, number>();
 
   has(account: string): boolean {
     return this.pools.has(account);
@@ -43,15 +47,31 @@ export class AccountPools {
 
   set(account: string, proxies: readonly ProxyEndpoint[]): AccountPool {
     if (proxies.length === 0) throw new ConfigError(`account "${account}" has an empty proxy pool`);
+    this.delete(account);
     const pool: AccountPool = { name: account, proxies, active: 0 };
     this.pools.set(account, pool);
+    for (const p of proxies) this.count(p, 1);
     return pool;
   }
 
   delete(account: string): AccountPool | undefined {
     const pool = this.pools.get(account);
+    if (!pool) return undefined;
     this.pools.delete(account);
+    for (const p of pool.proxies) this.count(p, -1);
     return pool;
+  }
+
+  /** Is a configured proxy (of any account) listening at this address? */
+  isProxyAddress(target: Target): boolean {
+    return this.addresses.has(addressOf(target.host, target.port));
+  }
+
+  private count(p: ProxyEndpoint, delta: number): void {
+    const key = addressOf(p.host, p.port);
+    const n = (this.addresses.get(key) ?? 0) + delta;
+    if (n > 0) this.addresses.set(key, n);
+    else this.addresses.delete(key);
   }
 
   names(): string[] {
@@ -89,6 +109,7 @@ export class AccountPools {
 
   /** A proxy of another account listening at target (see Router.foreignProxyAt). */
   proxyAt(target: Target, except: string): ProxyEndpoint | undefined {
+    if (!this.isProxyAddress(target)) return undefined;
     const host = target.host.toLowerCase();
     const at = (p: ProxyEndpoint): boolean => p.host === host && p.port === target.port;
     const pool = this.pools.get(except);

@@ -32,7 +32,7 @@ export interface RotationDeps {
   readonly health: HealthRegistry;
   readonly traffic: TrafficStats;
   /** Retires the account's pools on `from` (closing long-lived sockets too when asked); returns how many were cut. */
-  readonly retire: (account: string, from: ProxyEndpoint, closeExisting: boolean) => Promise<number>;
+  readonly retire: (account: string, from: ProxyEndpoint, closeExisting: boolean) => number;
   readonly moved: (event: MoveEvent) => void;
 }
 
@@ -68,7 +68,7 @@ export class Rotation {
   }
 
   /** Manual rotate(): ProxyUnavailableError when a pool of 2+ has nowhere to go. */
-  async rotate(account: string, closeExisting: boolean): Promise<ProxyEndpoint> {
+  rotate(account: string, closeExisting: boolean): ProxyEndpoint {
     const pool = this.deps.accounts.require(account);
     if (pool.proxies.length > 1 && this.nextIndex(pool) === undefined) {
       throw new ProxyUnavailableError(`no other proxy of the pool is available: ${this.describe(pool)}`, { account });
@@ -80,7 +80,7 @@ export class Rotation {
   failover(proxy: ProxyEndpoint): void {
     for (const account of this.deps.accounts.holders(proxy.identityKey)) {
       const pool = this.deps.accounts.get(account)!;
-      if (this.failoverOn(pool) && this.nextIndex(pool) !== undefined) void this.move(account, 'failover', false);
+      if (this.failoverOn(pool) && this.nextIndex(pool) !== undefined) this.move(account, 'failover', false);
     }
   }
 
@@ -111,7 +111,7 @@ export class Rotation {
     return choose(this.o.strategy, pool.active, pool.proxies.length, candidates)?.index;
   }
 
-  private async move(account: string, reason: 'manual' | 'failover', closeExisting: boolean): Promise<ProxyEndpoint> {
+  private move(account: string, reason: 'manual' | 'failover', closeExisting: boolean): ProxyEndpoint {
     const pool = this.deps.accounts.require(account);
     const from = pool.proxies[pool.active];
     const next = this.nextIndex(pool);
@@ -119,7 +119,7 @@ export class Rotation {
     // Switch first, synchronously: requests created from now on use the new proxy.
     pool.active = next;
     const to = pool.proxies[next];
-    const closed = await this.deps.retire(account, from, closeExisting);
+    const closed = this.deps.retire(account, from, closeExisting);
     this.deps.moved({ account, from: from.info(), to: to.info(), reason, closed });
     return to;
   }

@@ -33,9 +33,14 @@ function violation(owner: string, writer: string): LeakBlockedError {
   return new LeakBlockedError(`a connection opened for account "${owner}" was used from account "${writer}"'s scope; keep one client per account`, { account: writer });
 }
 
+/** Owned sockets open now: while there are none, the undici guard has nothing to check and returns at once. */
+let owned = 0;
+
 /** Marks `socket` as `account`'s and guards its writes. */
 export function claimSocket(socket: Socket, account: string): void {
   (socket as Owned)[kOwner] = account;
+  owned++;
+  socket.once('close', () => owned--);
   const write = socket.write;
   socket.write = function guardedWrite(this: Socket, ...args: unknown[]): boolean {
     const writer = state.scopes.getStore()?.account;
@@ -66,14 +71,17 @@ function accountOfRequest(request: object): string | undefined {
 export function guardUndiciRequests(): () => void {
   const createdIn = new WeakMap<object, string>();
   const onCreate = (message: unknown): void => {
+    if (owned === 0) return;
     const request = (message as { request: object }).request;
     const account = accountOfRequest(request);
     if (account !== undefined) createdIn.set(request, account);
   };
   const onSendHeaders = (message: unknown): void => {
+    if (owned === 0) return;
     const { request, socket } = message as { request: object; socket: Socket };
     const owner = ownerOf(socket);
-    const writer = createdIn.get(request);
+    // A request created while no socket was owned has no record: ask its handler now.
+    const writer = createdIn.get(request) ?? accountOfRequest(request);
     if (owner !== undefined && writer !== undefined && owner !== writer) socket.destroy(violation(owner, writer));
   };
   diagnostics.subscribe('undici:request:create', onCreate);
