@@ -101,7 +101,8 @@ export interface SessionProxyOptions {
   onMismatch?: 'error' | 'quarantine';
   /**
    * Connection pools of an (account, proxy) unused this long are closed and
-   * dropped (ms).
+   * dropped (ms). Keep it above the longest gap between an account's
+   * requests: below it, each request pays a new tunnel and TLS handshake.
    * @default 300000
    */
   idleTimeout?: number;
