@@ -92,6 +92,20 @@ export class NoProxyMatcher {
   /** `port` is the effective port: the caller resolves scheme defaults. */
   matches(host: string, port: number): boolean {
     if (this.#rules.length === 0) return false;
+    // Asked on every request with the same few hosts: remember the answers
+    // (the matcher is immutable). Bounded: cleared when full.
+    const key = `${host}\0${port}`;
+    const known = this.#memo.get(key);
+    if (known !== undefined) return known;
+    const answer = this.#match(host, port);
+    if (this.#memo.size >= MEMO_LIMIT) this.#memo.clear();
+    this.#memo.set(key, answer);
+    return answer;
+  }
+
+  #memo = new Map<string, boolean>();
+
+  #match(host: string, port: number): boolean {
     const target = parseTarget(host);
     if (!target) return false;
     return this.#rules.some((r) => (r.port === undefined || r.port === port) && ruleMatches(r, target));
@@ -108,6 +122,8 @@ export class NoProxyMatcher {
     return this.entries.join(',');
   }
 }
+
+const MEMO_LIMIT = 1024;
 
 function ruleMatches(rule: Rule, target: Target): boolean {
   switch (rule.kind) {
