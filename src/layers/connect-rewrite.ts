@@ -17,20 +17,17 @@ import type { RequestOptions, ResponseCallback } from './http-args.js';
 export function connectViaAccountProxy(deps: HttpLayerDeps, options: RequestOptions, callback: ResponseCallback | undefined, target: Target): http.ClientRequest {
   const route = deps.router.resolve(target, 'http');
   const original = state.originals.httpRequest;
-  if (route.kind === 'direct') return original(options, callback);
-  if (route.kind === 'fail') {
-    const stand = new TunnelStandIn(Promise.reject(route.error));
+  const via = (tunnel: Promise<Socket>): http.ClientRequest => {
+    const stand = new TunnelStandIn(tunnel);
     return original({ ...options, agent: undefined, createConnection: () => stand as unknown as Socket }, callback);
-  }
+  };
+  if (route.kind === 'direct') return original(options, callback);
+  if (route.kind === 'fail') return via(Promise.reject(route.error));
   if (route.kind === 'blocked') {
     const error = deps.leaks.violation({ layer: 'http', route, target, reason: route.reason });
-    if (!error) return original(options, callback);
-    const stand = new TunnelStandIn(Promise.reject(error));
-    return original({ ...options, agent: undefined, createConnection: () => stand as unknown as Socket }, callback);
+    return error ? via(Promise.reject(error)) : original(options, callback);
   }
-  const stand = new TunnelStandIn(deps.openerFor(route.account, route.proxy)(target));
-  const routed: RequestOptions = { ...options, agent: undefined, createConnection: () => stand as unknown as Socket };
-  return original(routed, callback);
+  return via(deps.openerFor(route.account, route.proxy)(target));
 }
 
 /** Swallows the client's CONNECT request head, answers 200 when the tunnel is up, then relays. */

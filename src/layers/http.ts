@@ -33,7 +33,7 @@ export interface HttpLayerDeps {
   readonly leaks: LeakPolicy;
   /** Is a configured proxy (of any account) listening at this address? */
   readonly isProxyAddress: (target: Target) => boolean;
-  /** TLS options for targets when the request carries none (recovered env-proxied https requests). */
+  /** TLS options for targets, used last when the agent we force in replaces the caller's (see inheritAgentTls). */
   readonly requestTls?: import('node:tls').ConnectionOptions;
   readonly openerFor: (account: string, proxy: import('../proxy/endpoint.js').ProxyEndpoint) => import('../routing/account-tunnels.js').TunnelOpener;
   /** Called on every routed request (re-asserts the undici dispatcher). */
@@ -47,8 +47,7 @@ export function installHttp(deps: HttpLayerDeps): () => void {
   const originalFor = (secure: boolean): RequestFn => (secure ? o.httpsRequest : o.httpRequest) as RequestFn;
 
   const route = (secure: boolean, args: unknown[]): http.ClientRequest => {
-    const first = args[0];
-    if (isMarkedPlumbing(first) || isMarkedPlumbing(args[1])) return (originalFor(secure) as (...a: unknown[]) => http.ClientRequest)(...args);
+    if (isMarkedPlumbing(args[0]) || isMarkedPlumbing(args[1])) return (originalFor(secure) as (...a: unknown[]) => http.ClientRequest)(...args);
     deps.onRequest?.();
     let { options, callback } = normalizeRequestArgs(args);
     if (options.socketPath) return originalFor(secure)(options, callback);
