@@ -22,6 +22,7 @@ export function emptyCounters(): TrafficCounters {
 export class TrafficStats {
   private readonly counters = new Map<string, TrafficCounters>();
   private readonly live = new Map<string, Set<Socket>>();
+  private readonly perProxy = new Map<string, number>();
 
   private key(account: string, proxyKey: string): string {
     return `${account}\0${proxyKey}`;
@@ -36,6 +37,12 @@ export class TrafficStats {
 
   request(account: string, proxyKey: string): void {
     this.of(account, proxyKey).requests++;
+    this.perProxy.set(proxyKey, (this.perProxy.get(proxyKey) ?? 0) + 1);
+  }
+
+  /** Requests routed through a proxy, all accounts together (the `least-used` strategy asks on every move). */
+  requestsThrough(proxyKey: string): number {
+    return this.perProxy.get(proxyKey) ?? 0;
   }
 
   failure(account: string, proxyKey: string): void {

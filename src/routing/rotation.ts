@@ -97,8 +97,6 @@ export class Rotation {
 
   /** The index `pool` would move to: available, not held by another account (exclusive), chosen by the strategy. */
   private nextIndex(pool: AccountPool): number | undefined {
-    const requests = new Map<string, number>();
-    for (const row of this.deps.traffic.snapshot()) requests.set(row.proxyKey, (requests.get(row.proxyKey) ?? 0) + row.requests);
     const candidates: Candidate[] = [];
     pool.proxies.forEach((p, index) => {
       if (index === pool.active) return;
@@ -106,7 +104,7 @@ export class Rotation {
       if (!h.available) return;
       const holders = this.deps.accounts.holders(p.identityKey).filter((a) => a !== pool.name);
       if (this.o.exclusive && holders.length) return;
-      candidates.push({ index, holders: holders.length, requests: requests.get(p.identityKey) ?? 0, recentFailures: h.recentFailures(), latencyMs: h.latencyEwmaMs });
+      candidates.push({ index, holders: holders.length, requests: this.deps.traffic.requestsThrough(p.identityKey), recentFailures: h.recentFailures(), latencyMs: h.latencyEwmaMs });
     });
     return choose(this.o.strategy, pool.active, pool.proxies.length, candidates)?.index;
   }
