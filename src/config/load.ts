@@ -24,7 +24,7 @@ import { dirname } from 'node:path';
 import type { ConnectionOptions } from 'node:tls';
 import { ConfigError, ProxyUrlError } from '../errors.js';
 import { parseProxy, parseProxyList } from '../proxy/parse.js';
-import { LOOPBACK_NO_PROXY, NoProxyMatcher } from '../proxy/no-proxy.js';
+import { LOOPBACK_NO_PROXY, NoProxyMatcher, readableNoProxyEntries } from '../proxy/no-proxy.js';
 import { PROXY_PROTOCOLS, isProxyProtocol, type ProxyEndpoint, type ProxyProtocol } from '../proxy/endpoint.js';
 import type { SessionProxyOptions } from '../options.js';
 import {
@@ -252,17 +252,7 @@ function envLayer(env: NodeJS.ProcessEnv): Layer {
   // GLOBAL_AGENT_NO_PROXY becomes noProxy, read as leniently.
   const ga = env.GLOBAL_AGENT_NO_PROXY;
   if (ga !== undefined && ga.trim() !== '') {
-    const usable: string[] = [];
-    const skipped: string[] = [];
-    for (const entry of ga.split(/[\s,]+/).filter(Boolean)) {
-      try {
-        new NoProxyMatcher(entry);
-        usable.push(entry);
-      } catch {
-        skipped.push(entry);
-      }
-    }
-    if (skipped.length) process.emitWarning(`ignoring GLOBAL_AGENT_NO_PROXY entries it cannot read: ${skipped.join(', ')}`, { code: 'SESSION_PROXY_NO_PROXY' });
+    const usable = readableNoProxyEntries(ga, 'GLOBAL_AGENT_NO_PROXY');
     layer.noProxy = { value: [...LOOPBACK_NO_PROXY, ...usable], path: 'GLOBAL_AGENT_NO_PROXY' };
   }
   return layer;

@@ -72,21 +72,7 @@ export class NoProxyMatcher {
    * argument, which proxy-from-env cannot, so its reader is not reused.
    */
   static fromEnv(env: NodeJS.ProcessEnv = process.env): NoProxyMatcher {
-    // The operator's variable may hold forms other tools accept (`192.168.*`):
-    // an entry we cannot read is skipped with a warning, never fatal. Skipping
-    // is the safe direction: that target is proxied instead of going direct.
-    const usable: string[] = [];
-    const skipped: string[] = [];
-    for (const entry of splitEntries(env.NO_PROXY || env.no_proxy || '')) {
-      try {
-        new NoProxyMatcher(entry);
-        usable.push(entry);
-      } catch {
-        skipped.push(entry);
-      }
-    }
-    if (skipped.length) process.emitWarning(`ignoring NO_PROXY entries it cannot read: ${skipped.join(', ')}`, { code: 'SESSION_PROXY_NO_PROXY' });
-    return new NoProxyMatcher(usable);
+    return new NoProxyMatcher(readableNoProxyEntries(env.NO_PROXY || env.no_proxy || '', 'NO_PROXY'));
   }
 
   /** `port` is the effective port: the caller resolves scheme defaults. */
@@ -271,6 +257,23 @@ function kind(v: unknown): string {
   return v === null ? 'null' : Array.isArray(v) ? 'array' : typeof v;
 }
 
-function splitEntries(text: string): string[] {
-  return text.split(/[\s,]+/).filter(Boolean);
+/**
+ * The entries of an environment variable that we can read. An operator's
+ * variable may hold forms other tools accept (`192.168.*`): an unreadable
+ * entry is skipped with a warning, never fatal. Skipping is the safe
+ * direction: that target is proxied instead of going direct.
+ */
+export function readableNoProxyEntries(text: string, variable: string): string[] {
+  const usable: string[] = [];
+  const skipped: string[] = [];
+  for (const entry of text.split(/[\s,]+/).filter(Boolean)) {
+    try {
+      new NoProxyMatcher(entry);
+      usable.push(entry);
+    } catch {
+      skipped.push(entry);
+    }
+  }
+  if (skipped.length) process.emitWarning(`ignoring ${variable} entries it cannot read: ${skipped.join(', ')}`, { code: 'SESSION_PROXY_NO_PROXY' });
+  return usable;
 }
