@@ -9,6 +9,19 @@ import { cleanEnv, needsDist, root, run } from './support/run.js';
 const example = (name: string) => run([join(root, 'examples', name, 'index.mjs')], { env: cleanEnv(), timeoutMs: 30_000 });
 
 describe.skipIf(needsDist)('examples', () => {
+  it('npm run demo: two accounts, each request from its own proxy, the rotation, no direct connection', async () => {
+    const r = await run([join(root, 'examples', 'demo.mjs')], { env: cleanEnv(), timeoutMs: 30_000 });
+    expect(r.code).toBe(0);
+    const rows = r.stdout.split('\n').filter((l) => l.includes("'alice'") || l.includes("'bob'"));
+    // alice and bob concurrently (fetch, http.request, ws), then alice after rotate().
+    expect(rows).toHaveLength(3);
+    expect(rows[0]).toMatch(/'alice'.*'127\.0\.0\.2'.*'127\.0\.0\.2'.*'127\.0\.0\.2'/);
+    expect(rows[1]).toMatch(/'bob'.*'127\.0\.0\.3'.*'127\.0\.0\.3'.*'127\.0\.0\.3'/);
+    expect(rows[2]).toMatch(/'alice'.*'127\.0\.0\.4'.*'127\.0\.0\.4'.*'127\.0\.0\.4'/);
+    expect(r.stdout).toContain('(a leak): 0');
+    expect(r.stdout).not.toContain('demo-secret');
+  });
+
   it('trading-bot: two ccxt accounts, one egress IP each', async () => {
     const r = await example('trading-bot');
     expect(r.code, r.stderr).toBe(0);
