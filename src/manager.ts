@@ -8,7 +8,7 @@
 import { EventEmitter } from 'node:events';
 import { inspect } from 'node:util';
 import { state } from './state.js';
-import { AlreadyInstalledError, ConfigError, EgressLeakError } from './errors.js';
+import { AlreadyInstalledError, ConfigError, EgressLeakError, EgressMismatchError } from './errors.js';
 import { parseProxy } from './proxy/parse.js';
 import { LOOPBACK_NO_PROXY, NoProxyMatcher } from './proxy/no-proxy.js';
 import type { ProxyEndpoint, ProxyInfo } from './proxy/endpoint.js';
@@ -348,7 +348,7 @@ export class SessionProxyManager extends EventEmitter<SessionProxyEvents> {
       return result;
     } catch (err) {
       this.egress.record(account, err);
-      const status = (err as Error).name === 'EgressMismatchError' || (err as Error).name === 'EgressLeakError' ? 'mismatch' : 'failed';
+      const status = err instanceof EgressMismatchError || err instanceof EgressLeakError ? 'mismatch' : 'failed';
       this.emitEgress({ account, proxy: proxy.info(), status, error: (err as Error).message });
       throw err;
     }

@@ -36,18 +36,6 @@ export function requestTarget(options: RequestOptions, secure: boolean): { host:
   return { host, port };
 }
 
-/** Looks up a header case-insensitively in Node's several header shapes. */
-export function headerValue(options: RequestOptions, name: string): string | undefined {
-  const headers = options.headers;
-  if (!headers) return undefined;
-  if (Array.isArray(headers)) {
-    for (let i = 0; i + 1 < headers.length; i += 2) if (String(headers[i]).toLowerCase() === name) return String(headers[i + 1]);
-    return undefined;
-  }
-  for (const [k, v] of Object.entries(headers)) if (k.toLowerCase() === name) return v === undefined ? undefined : String(v);
-  return undefined;
-}
-
 /** A copy of the options without the named headers. */
 export function withoutHeaders(options: RequestOptions, names: readonly string[]): RequestOptions {
   const headers = options.headers;

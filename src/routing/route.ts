@@ -14,7 +14,7 @@ export type Route =
   /** Routable in principle, but not now: the pool is down, or the account is quarantined. Not a leak. */
   | { readonly kind: 'fail'; readonly account: string; readonly error: Error };
 
-export type DirectReason = 'no-proxy' | 'env-no-proxy' | 'unscoped' | 'not-strict';
+export type DirectReason = 'no-proxy' | 'env-no-proxy' | 'unscoped';
 
 /** Default ports by URL scheme, for targets given as URLs or origins. */
 export function defaultPort(protocol: string): number {

@@ -88,7 +88,12 @@ function handshake(socket: Socket, proxy: ProxyEndpoint, target: TunnelTarget): 
 
 /** SOCKS4 carries no hostname: resolve locally (IPv4 only), and say so on the dns channel. */
 async function resolveForSocks4(target: TunnelTarget, account: string | undefined): Promise<TunnelTarget> {
-  const { address } = await lookup(target.host, { family: 4 });
+  let address: string;
+  try {
+    ({ address } = await lookup(target.host, { family: 4 }));
+  } catch (err) {
+    throw new TunnelRefusal(`socks4 needs the target's IPv4 address and ${target.host} could not be resolved locally (${(err as NodeJS.ErrnoException).code ?? 'error'}); use socks4a:// to let the proxy resolve it`);
+  }
   publish('dns', () => ({ account, hostname: target.host, address, reason: 'socks4 cannot carry a hostname' }));
   return { host: address, port: target.port };
 }

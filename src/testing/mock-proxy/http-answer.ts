@@ -8,6 +8,7 @@ import { STATUS_CODES } from 'node:http';
 import type { ProxyContext } from './context.js';
 import { headerValue, serializeHead, type Head, type HeaderList } from './http-message.js';
 import { hangUp } from './io.js';
+import { connectUpstream } from './upstream.js';
 import type { SocketReader } from './reader.js';
 import type { MockProxyLogEntry } from './types.js';
 
@@ -68,4 +69,26 @@ export async function admit(
     return false;
   }
   return true;
+}
+
+/**
+ * Opens the upstream for an HTTP request (CONNECT or forward); when the
+ * target cannot be reached, logs the error and answers 502 naming `label`.
+ */
+export async function upstreamOr502(
+  ctx: ProxyContext,
+  client: net.Socket,
+  reader: SocketReader,
+  entry: MockProxyLogEntry,
+  target: { host: string; port: number },
+  label: string,
+): Promise<net.Socket | undefined> {
+  try {
+    return await connectUpstream(ctx, target.host, target.port);
+  } catch (error) {
+    const message = (error as Error).message;
+    ctx.settle(entry, 'error', message);
+    answer(client, reader, 502, `cannot reach ${label}: ${message}`);
+    return undefined;
+  }
 }

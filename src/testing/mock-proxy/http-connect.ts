@@ -1,11 +1,11 @@
 /** HTTP CONNECT: answer 200, then relay bytes both ways. */
 import type * as net from 'node:net';
 import type { ProxyContext } from './context.js';
-import { admit, answer, basicCredentials } from './http-answer.js';
+import { admit, answer, basicCredentials, upstreamOr502 } from './http-answer.js';
 import type { Head } from './http-message.js';
 import type { SocketReader } from './reader.js';
 import { Meter, startTunnel } from './tunnel.js';
-import { connectUpstream, splitAuthority } from './upstream.js';
+import { splitAuthority } from './upstream.js';
 
 export async function handleConnect(ctx: ProxyContext, client: net.Socket, reader: SocketReader, head: Head): Promise<void> {
   let target: { host: string; port: number };
@@ -30,15 +30,8 @@ export async function handleConnect(ctx: ProxyContext, client: net.Socket, reade
   }
   if (!(await admit(ctx, client, reader, entry, credentials))) return;
 
-  let upstream: net.Socket;
-  try {
-    upstream = await connectUpstream(ctx, target.host, target.port);
-  } catch (error) {
-    const message = (error as Error).message;
-    ctx.settle(entry, 'error', message);
-    answer(client, reader, 502, `cannot reach ${head.start[1]}: ${message}`);
-    return;
-  }
+  const upstream = await upstreamOr502(ctx, client, reader, entry, target, head.start[1]!);
+  if (!upstream) return;
   if (!client.destroyed) client.write('HTTP/1.1 200 Connection established\r\n\r\n');
   startTunnel(ctx, entry, new Meter(entry, ctx.faults.resetAfterBytes), {
     client,

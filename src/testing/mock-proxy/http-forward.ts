@@ -6,7 +6,7 @@
  */
 import type * as net from 'node:net';
 import type { ProxyContext } from './context.js';
-import { admit, answer, basicCredentials } from './http-answer.js';
+import { admit, answer, basicCredentials, upstreamOr502 } from './http-answer.js';
 import {
   chunk,
   endToEndHeaders,
@@ -28,7 +28,7 @@ import { writeAll } from './io.js';
 import { SocketReader } from './reader.js';
 import { Meter, resetBoth, startTunnel } from './tunnel.js';
 import type { MockProxyLogEntry } from './types.js';
-import { connectUpstream, splitAuthority } from './upstream.js';
+import { splitAuthority } from './upstream.js';
 
 /**
  * What the HTTP session does next with the client connection: read another
@@ -99,15 +99,8 @@ export async function handleForward(ctx: ProxyContext, client: net.Socket, reade
     answer(client, reader, 400, (error as Error).message);
     return 'done';
   }
-  let upstream: net.Socket;
-  try {
-    upstream = await connectUpstream(ctx, target.host, target.port);
-  } catch (error) {
-    const message = (error as Error).message;
-    ctx.settle(entry, 'error', message);
-    answer(client, reader, 502, `cannot reach ${target.authority}: ${message}`);
-    return 'done';
-  }
+  const upstream = await upstreamOr502(ctx, client, reader, entry, target, target.authority);
+  if (!upstream) return 'done';
   const meter = new Meter(entry, ctx.faults.resetAfterBytes);
   try {
     return await exchange({ ctx, entry, meter, client, reader, upstream, head, target, framing });
