@@ -1,5 +1,18 @@
 import type { ProxyEndpoint } from '../proxy/endpoint.js';
 
+/**
+ * Which route a connection serves. Every outbound connection serves exactly
+ * one: an account (its name), the default route (`DEFAULT_ROUTE`: traffic
+ * outside any scope — default proxy, direct, or refused), or `BYPASS_ROUTE`
+ * (a target `noProxy` sends direct for everyone; such connections may be
+ * shared, since they carry no account's IP).
+ */
+export type RouteKey = string;
+/** The default route's key: the reserved account name of the default pool. */
+export const DEFAULT_ROUTE: RouteKey = 'default';
+/** noProxy targets: direct for every scope. A NUL cannot appear in an account name a user typed. */
+export const BYPASS_ROUTE: RouteKey = '\0bypass';
+
 /** A connection's destination as the caller named it. */
 export interface Target {
   readonly host: string;

@@ -15,7 +15,7 @@ import type { NoProxyMatcher } from '../proxy/no-proxy.js';
 import type { ProxyEndpoint } from '../proxy/endpoint.js';
 import type { AccountPools } from './account-pools.js';
 import { DEFAULT_ACCOUNT } from './account-pools.js';
-import type { Route, Target } from './route.js';
+import { BYPASS_ROUTE, DEFAULT_ROUTE, type Route, type RouteKey, type Target } from './route.js';
 import type { Layer } from './leak-policy.js';
 import { channels, publish } from '../diagnostics.js';
 import { formatAuthority } from '../tunnel/target.js';
@@ -57,6 +57,17 @@ export class Router {
       }));
     }
     return route;
+  }
+
+  /**
+   * The route a connection to `target` created now would serve (see
+   * RouteKey): what pooled connections are keyed and guarded by.
+   */
+  routeKey(target: Target, account: string | undefined = this.currentAccount()): RouteKey {
+    if (this.o.noProxy.matches(target.host, target.port)) return BYPASS_ROUTE;
+    if (account !== undefined) return account;
+    if (this.o.pools.get(DEFAULT_ACCOUNT) && this.o.envNoProxy.matches(target.host, target.port)) return BYPASS_ROUTE;
+    return DEFAULT_ROUTE;
   }
 
   private decide(target: Target, account: string | undefined): Route {
