@@ -8,7 +8,7 @@
 import { EventEmitter } from 'node:events';
 import { inspect } from 'node:util';
 import { state } from './state.js';
-import { AlreadyInstalledError, ConfigError, EgressLeakError, EgressMismatchError } from './errors.js';
+import { AlreadyInstalledError, ConfigError, EgressLeakError, EgressMismatchError, NotInstalledError } from './errors.js';
 import { parseProxy } from './proxy/parse.js';
 import { LOOPBACK_NO_PROXY, NoProxyMatcher } from './proxy/no-proxy.js';
 import type { ProxyEndpoint, ProxyInfo } from './proxy/endpoint.js';
@@ -27,7 +27,10 @@ import { installEnv } from './layers/env.js';
 import { RoutingDispatcher, UndiciLayer } from './layers/undici.js';
 import { installHttp } from './layers/http.js';
 import { installSocketLayer } from './layers/socket/connect-hook.js';
-import { guardHttp2Sessions, guardUndiciRequests } from './layers/socket/ownership.js';
+import { guardUndiciRequests } from './guard/undici-requests.js';
+import { guardHttp2Sessions } from './guard/http2-sessions.js';
+import { installHttpAgentPartition } from './layers/http-agents.js';
+import { LayerStack } from './layers/layer.js';
 import { installChildProcess } from './layers/child-process.js';
 import { installDnsAudit } from './layers/dns-audit.js';
 import { installWorkerThreads } from './layers/worker-threads.js';
@@ -35,7 +38,7 @@ import { registerEnvFor, registerPaths } from './config/child-env.js';
 import { workerOptionsFor } from './config/worker.js';
 import { existsSync } from 'node:fs';
 import { enableDebugLoggingFromEnv } from './debug.js';
-import { askIp, probeEgress, type EgressOptions, type EgressResult } from './egress/verify.js';
+import { askIp, directPath, probeEgress, type EgressOptions, type EgressPath, type EgressResult } from './egress/verify.js';
 import { EgressPolicy } from './egress/egress-policy.js';
 import { publish } from './diagnostics.js';
 import type { ProxySpec, SessionProxyOptions } from './options.js';
@@ -100,7 +103,7 @@ export class SessionProxyManager extends EventEmitter<SessionProxyEvents> {
   private readonly traffic = new TrafficStats();
   private readonly tunnels: AccountTunnels;
   private readonly egress: EgressPolicy;
-  private restores: Array<() => void> = [];
+  private readonly layers = new LayerStack();
   private undiciLayer: UndiciLayer | undefined;
   private idleSweep: NodeJS.Timeout | undefined;
   private readonly rotation: Rotation;
@@ -158,6 +161,7 @@ export class SessionProxyManager extends EventEmitter<SessionProxyEvents> {
       failed: (account, proxy, error) => this.onTunnelFailure(account, proxy, error),
     });
     this.connections = new ConnectionPools((account, proxy) => this.tunnels.opener(account, proxy), options.requestTls);
+    this.leaks = new LeakPolicy(options.strict ?? true, (event) => this.emit('leak', event));
     this.router = new Router({
       pools: this.accounts,
       noProxy: this.noProxy,
@@ -165,11 +169,13 @@ export class SessionProxyManager extends EventEmitter<SessionProxyEvents> {
         return self.envNoProxy;
       },
       requireScope: options.requireScope ?? false,
+      tunnelSockets: options.tunnelSockets ?? true,
+      leaks: this.leaks,
+      opener: (account, proxy, probe) => this.tunnels.opener(account, proxy, probe),
       select: (account) => this.rotation.select(account),
       unavailable: (account, proxy) => this.egress.quarantineError(account) ?? this.rotation.unavailable(account, proxy),
       counted: (account, proxy) => this.traffic.request(account, proxy.identityKey),
     });
-    this.leaks = new LeakPolicy(options.strict ?? true, (event) => this.emit('leak', event));
   }
 
   get installed(): boolean {
@@ -183,56 +189,53 @@ export class SessionProxyManager extends EventEmitter<SessionProxyEvents> {
       throw new AlreadyInstalledError('another SessionProxyManager is already installed in this process; use getManager() to reach it, or uninstall() it first');
     }
     this.envNoProxy = NoProxyMatcher.fromEnv(process.env);
-    const openerFor = (account: string, proxy: ProxyEndpoint) => this.tunnels.opener(account, proxy);
+    const fallback = this.accounts.get(DEFAULT_ACCOUNT);
+    this.undiciLayer = new UndiciLayer(new RoutingDispatcher(this.router, this.connections, UndiciLayer.previousDirect()));
+    const undiciLayer = this.undiciLayer;
     try {
-      const fallback = this.accounts.get(DEFAULT_ACCOUNT);
-      if (fallback && (this.options.env ?? true)) {
-        this.restores.push(installEnv(fallback.proxies[fallback.active], this.noProxy.entries));
-      }
-      this.undiciLayer = new UndiciLayer(new RoutingDispatcher(this.router, this.connections, UndiciLayer.previousDirect(), this.leaks));
-      this.restores.push(this.undiciLayer.install());
-      this.restores.push(
-        installHttp({
-          router: this.router,
-          pools: this.connections,
-          leaks: this.leaks,
-          isProxyAddress: (t) => this.isProxyAddress(t),
-          requestTls: this.options.requestTls,
-          openerFor,
-          onRequest: () => this.undiciLayer?.reassert(),
-        }),
-      );
-      this.restores.push(
-        installSocketLayer({
-          router: this.router,
-          leaks: this.leaks,
-          tunnelSockets: this.options.tunnelSockets ?? true,
-          isProxyAddress: (t) => this.isProxyAddress(t),
-          openerFor,
-          onTunnel: (socket, account, proxy) => this.socketTunnels.track(socket, account, proxy),
-        }),
-      );
-      this.restores.push(guardUndiciRequests(), guardHttp2Sessions());
-      this.restores.push(
-        installChildProcess({
-          proxyOf: (account) => this.accounts.active(account),
-          noProxy: this.noProxy.entries,
-          // A Node child runs the preload: in the same account's scope (only that account's pool travels),
-          // or, spawned outside any scope, under the whole configuration, like the parent.
-          extraEnv: (account, env) =>
-            registerEnvFor(account, this.liveOptions(), env, { active: account ? this.accounts.active(account) : undefined, optional: true, onlyAccount: account !== undefined }),
-        }),
-      );
-      this.restores.push(
-        installWorkerThreads((account, options) => {
-          const registered = registerPaths();
-          if (!existsSync(registered.cjs)) return options; // running from sources: no built preload to run
-          return workerOptionsFor(account, options, this.liveOptions(), { active: account ? this.accounts.active(account) : undefined, onlyAccount: account !== undefined });
-        }),
-      );
-      this.restores.push(installDnsAudit());
+      this.layers.apply([
+        ...(fallback && (this.options.env ?? true) ? [{ name: 'env', apply: () => installEnv(fallback.proxies[fallback.active], this.noProxy.entries) }] : []),
+        { name: 'undici', apply: () => undiciLayer.install() },
+        {
+          name: 'http',
+          apply: () =>
+            installHttp({
+              router: this.router,
+              pools: this.connections,
+              isProxyAddress: (t) => this.isProxyAddress(t),
+              requestTls: this.options.requestTls,
+              onRequest: () => undiciLayer.reassert(),
+            }),
+        },
+        { name: 'http-agents', apply: () => installHttpAgentPartition(this.router) },
+        { name: 'socket', apply: () => installSocketLayer({ router: this.router, onTunnel: (socket, account, proxy) => this.socketTunnels.track(socket, account, proxy) }) },
+        { name: 'undici-guard', apply: () => guardUndiciRequests() },
+        { name: 'http2-guard', apply: () => guardHttp2Sessions() },
+        {
+          name: 'child-process',
+          apply: () =>
+            installChildProcess({
+              proxyOf: (account) => this.accounts.active(account),
+              noProxy: this.noProxy.entries,
+              // A Node child runs the preload: in the same account's scope (only that account's pool travels),
+              // or, spawned outside any scope, under the whole configuration, like the parent.
+              extraEnv: (account, env) =>
+                registerEnvFor(account, this.liveOptions(), env, { active: account ? this.accounts.active(account) : undefined, optional: true, onlyAccount: account !== undefined }),
+            }),
+        },
+        {
+          name: 'worker-threads',
+          apply: () =>
+            installWorkerThreads((account, options) => {
+              const registered = registerPaths();
+              if (!existsSync(registered.cjs)) return options; // running from sources: no built preload to run
+              return workerOptionsFor(account, options, this.liveOptions(), { active: account ? this.accounts.active(account) : undefined, onlyAccount: account !== undefined });
+            }),
+        },
+        { name: 'dns-audit', apply: () => installDnsAudit() },
+      ]);
     } catch (err) {
-      this.restoreAll();
+      this.undiciLayer = undefined;
       throw err;
     }
     state.installed = this;
@@ -248,7 +251,7 @@ export class SessionProxyManager extends EventEmitter<SessionProxyEvents> {
   /** Restores every patched global and closes every pool; in-flight requests finish (or fail) cleanly. */
   async uninstall(): Promise<void> {
     if (state.installed !== this) return;
-    this.restoreAll();
+    this.layers.restore();
     state.installed = undefined;
     this.undiciLayer = undefined;
     clearInterval(this.idleSweep);
@@ -259,19 +262,22 @@ export class SessionProxyManager extends EventEmitter<SessionProxyEvents> {
     state.scopes.disable();
   }
 
-  private restoreAll(): void {
-    for (const restore of this.restores.reverse()) restore();
-    this.restores = [];
-  }
-
-  /** Runs `fn` with every request it creates routed through `account`'s proxy. Returns what fn returns. */
+  /**
+   * Runs `fn` with every request it creates routed through `account`'s proxy. Returns what fn returns.
+   * @throws NotInstalledError when this manager is not installed: nothing would be routed.
+   */
   withProxy<T>(account: string, fn: () => T): T {
+    this.requireInstalled('withProxy');
     this.accounts.require(account);
     this.undiciLayer?.reassert();
     return state.scopes.run({ account }, fn);
   }
 
-  /** A function that always runs in `account`'s scope, wherever it is called from. */
+  /**
+   * A function that always runs in `account`'s scope, wherever it is called from: the way to hand
+   * work from one scope to another (a queue, a timer set up elsewhere). Calling it while this
+   * manager is not installed throws NotInstalledError.
+   */
   bind<A extends unknown[], R>(account: string, fn: (...args: A) => R): (...args: A) => R {
     this.accounts.require(account);
     return (...args: A) => this.withProxy(account, () => fn(...args));
@@ -327,18 +333,24 @@ export class SessionProxyManager extends EventEmitter<SessionProxyEvents> {
    * old proxy close; in-flight requests finish there.
    */
   async rotate(account: string = this.currentAccount() ?? DEFAULT_ACCOUNT, options: RotateOptions = {}): Promise<ProxyInfo> {
+    this.requireInstalled('rotate');
     return (await this.rotation.rotate(account, options.closeExisting ?? false)).info();
   }
 
-  /** Asks IP-echo endpoints through the account's proxy and returns the egress IP they saw. */
+  /**
+   * Asks IP-echo endpoints the way `account`'s traffic leaves (the router's decision for that
+   * scope, with the same tunnel opener as its requests) and returns the egress IP they saw.
+   * Only the egress gate and quarantine are bypassed: this is what lifts them.
+   */
   async verifyEgress(account: string = this.currentAccount() ?? DEFAULT_ACCOUNT, options: EgressOptions & { compareDirect?: boolean } = {}): Promise<EgressResult> {
+    this.requireInstalled('verifyEgress');
     this.undiciLayer?.reassert();
     const proxy = this.accounts.active(account);
     const opts: EgressOptions = { requestTls: this.options.requestTls, endpoints: this.options.egressEndpoints, ...options };
     try {
-      const result = await probeEgress(account, proxy, opts);
+      const result = await probeEgress(account, proxy, this.egressPath(account), opts);
       if (options.compareDirect) {
-        const direct = await askIp(result.endpoint, undefined, account, opts);
+        const direct = await askIp(result.endpoint, directPath, opts);
         if (direct === result.ip) {
           throw new EgressLeakError(`egress through the proxy (${result.ip}) equals the direct egress: the proxy is transparent or the route leaks`, { account, proxy });
         }
@@ -356,6 +368,7 @@ export class SessionProxyManager extends EventEmitter<SessionProxyEvents> {
 
   /** Verifies every account concurrently; flags accounts that egress from the same IP. */
   async verifyAll(options: EgressOptions = {}): Promise<VerifyRow[]> {
+    this.requireInstalled('verifyAll');
     const names = this.accounts.names();
     const results = await Promise.allSettled(names.map((a) => this.verifyEgress(a, options)));
     const rows = names.map((account, i) => {
@@ -395,6 +408,26 @@ export class SessionProxyManager extends EventEmitter<SessionProxyEvents> {
   }
 
   // --- internals -----------------------------------------------------------
+
+  /** Nothing is routed by a manager that is not installed: refuse rather than run unrouted. */
+  private requireInstalled(method: string): void {
+    if (state.installed === this) return;
+    throw new NotInstalledError(
+      state.installed
+        ? `${method}() on a SessionProxyManager that is not the installed one: nothing it scopes would be routed; use getManager()`
+        : `${method}() on a SessionProxyManager that is not installed: nothing would be routed; call install() first (or start node with --import session-proxy/register)`,
+    );
+  }
+
+  /** How a probe for `account` reaches an endpoint: the router's answer for that scope, as for its requests. */
+  private egressPath(account: string): EgressPath {
+    return (target, signal) => {
+      const action = this.router.decide(target, 'egress', { account: account === DEFAULT_ACCOUNT ? null : account, probe: true });
+      if (action.kind === 'tunnel') return action.open(target, signal);
+      if (action.kind === 'pass') return directPath(target, signal);
+      return Promise.reject(action.error);
+    };
+  }
 
   /** The options as they stand now (setAccount/removeAccount included), for children and Workers. */
   private liveOptions(): SessionProxyOptions {

@@ -5,7 +5,7 @@
  * apart: auth failed, refused, unreachable, timeout, bad answer.
  */
 import type { ConnectionOptions } from 'node:tls';
-import { askIp } from '../egress/verify.js';
+import { askIp, throughProxy } from '../egress/verify.js';
 import { ProxyAuthError, ProxyConnectError, SessionProxyError } from '../errors.js';
 import type { ProxyEndpoint } from '../proxy/endpoint.js';
 
@@ -34,7 +34,7 @@ export async function probe(proxy: ProxyEndpoint, o: ProbeOptions): Promise<Prob
   for (const endpoint of o.endpoints) {
     const started = performance.now();
     try {
-      const ip = await askIp(endpoint, proxy, o.account, { timeoutMs: o.timeoutMs, requestTls: o.requestTls });
+      const ip = await askIp(endpoint, throughProxy(proxy, o.account), { timeoutMs: o.timeoutMs, requestTls: o.requestTls });
       return { ok: true, status: 'ok', ip, latencyMs: Math.round(performance.now() - started), endpoint, error: undefined };
     } catch (err) {
       last = { status: classify(err), error: describe(err), endpoint };

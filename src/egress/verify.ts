@@ -1,8 +1,10 @@
 /**
- * Egress verification: ask IP-echo endpoints *through the account's proxy*
- * and report the address they saw. The probe is plumbing end to end: its
- * tunnel comes from openTunnel and its HTTP exchange uses the original
- * request function over that socket, so no hook routes it again.
+ * Egress verification: ask IP-echo endpoints over the way the account's
+ * traffic really leaves and report the address they saw. The manager hands
+ * in a path from the router's decision for that scope (so a probe cannot
+ * pass while the app's requests go elsewhere); the CLI goes straight
+ * through a proxy. The HTTP exchange uses the original request function
+ * over that socket, marked as plumbing, so no hook routes it again.
  */
 import { isIP, type Socket } from 'node:net';
 import type { ConnectionOptions } from 'node:tls';
@@ -11,7 +13,7 @@ import { EgressMismatchError, SessionProxyError } from '../errors.js';
 import type { ProxyEndpoint, ProxyInfo } from '../proxy/endpoint.js';
 import { openTunnel } from '../tunnel/open-tunnel.js';
 import { secureTunnel } from '../tunnel/secure.js';
-import { targetFromUrl } from '../routing/route.js';
+import { targetFromUrl, type Target } from '../routing/route.js';
 import { directConnect, markPlumbing } from '../plumbing.js';
 
 /** Public services that answer with the caller's IP, as text or JSON. */
@@ -41,13 +43,26 @@ export interface EgressResult {
   readonly latencyMs: number;
 }
 
-export async function probeEgress(account: string, proxy: ProxyEndpoint, options: EgressOptions = {}): Promise<EgressResult> {
+/** How a probe reaches an endpoint: a tunnel through a proxy, or a direct connection. */
+export type EgressPath = (target: Target, signal: AbortSignal) => Promise<Socket>;
+
+/** Straight through `proxy` with the tunnel primitive (the CLI's probes; no health, no gate). */
+export const throughProxy = (proxy: ProxyEndpoint, account: string | undefined): EgressPath => (target, signal) => openTunnel(proxy, target, { account, signal });
+
+/** No proxy at all (compareDirect): the library's own plumbing. */
+export const directPath: EgressPath = (target, signal) => connectDirect(target, signal);
+
+/**
+ * Asks the endpoints in order over `path` and reports the first IP seen.
+ * `proxy` names the account's active proxy in the result and errors.
+ */
+export async function probeEgress(account: string, proxy: ProxyEndpoint, path: EgressPath, options: EgressOptions = {}): Promise<EgressResult> {
   const endpoints = options.endpoints ?? DEFAULT_EGRESS_ENDPOINTS;
   const failures: string[] = [];
   for (const endpoint of endpoints) {
     const started = performance.now();
     try {
-      const ip = await askIp(endpoint, proxy, account, options);
+      const ip = await askIp(endpoint, path, options);
       const result: EgressResult = { account, proxy: proxy.info(), ip, endpoint, latencyMs: Math.round(performance.now() - started) };
       if (options.expectedIp !== undefined && ip !== options.expectedIp) {
         throw new EgressMismatchError(`egress IP ${ip} does not match the expected ${options.expectedIp}`, { account, proxy });
@@ -61,14 +76,14 @@ export async function probeEgress(account: string, proxy: ProxyEndpoint, options
   throw new SessionProxyError(`no egress endpoint answered: ${failures.join('; ')}`, { account, proxy });
 }
 
-/** One endpoint, through `proxy` (or direct when proxy is undefined: compareDirect). */
-export async function askIp(endpoint: string, proxy: ProxyEndpoint | undefined, account: string | undefined, options: EgressOptions): Promise<string> {
+/** One endpoint, over `path`. */
+export async function askIp(endpoint: string, path: EgressPath, options: EgressOptions): Promise<string> {
   const url = new URL(endpoint);
   const secure = url.protocol === 'https:';
   const target = targetFromUrl(url);
   const timeoutMs = options.timeoutMs ?? 10_000;
   const signal = AbortSignal.timeout(timeoutMs);
-  const raw: Socket = proxy ? await openTunnel(proxy, target, { account, signal }) : await connectDirect(target, signal);
+  const raw = await path(target, signal);
   const socket = secure ? secureTunnel(raw, target.host, { ...options.requestTls, ALPNProtocols: ['http/1.1'] }) : raw;
   const body = await new Promise<string>((resolve, reject) => {
     const req = state.originals.httpRequest(
@@ -95,7 +110,7 @@ export async function askIp(endpoint: string, proxy: ProxyEndpoint | undefined, 
   return parseIp(body);
 }
 
-function connectDirect(target: { host: string; port: number }, signal: AbortSignal): Promise<Socket> {
+function connectDirect(target: Target, signal: AbortSignal): Promise<Socket> {
   return new Promise((resolve, reject) => {
     const socket = directConnect({ host: target.host, port: target.port, signal });
     socket.once('connect', () => resolve(socket));

@@ -13,21 +13,15 @@ import { state } from '../state.js';
 import type { Target } from '../routing/route.js';
 import type { HttpLayerDeps } from './http.js';
 import type { RequestOptions, ResponseCallback } from './http-args.js';
+import { claim } from '../guard/ownership.js';
 
 export function connectViaAccountProxy(deps: HttpLayerDeps, options: RequestOptions, callback: ResponseCallback | undefined, target: Target): http.ClientRequest {
-  const route = deps.router.resolve(target, 'http');
-  const original = state.originals.httpRequest;
-  const via = (tunnel: Promise<Socket>): http.ClientRequest => {
-    const stand = new TunnelStandIn(tunnel);
-    return original({ ...options, agent: undefined, createConnection: () => stand as unknown as Socket }, callback);
-  };
-  if (route.kind === 'direct') return original(options, callback);
-  if (route.kind === 'fail') return via(Promise.reject(route.error));
-  if (route.kind === 'blocked') {
-    const error = deps.leaks.violation({ layer: 'http', route, target, reason: route.reason });
-    return error ? via(Promise.reject(error)) : original(options, callback);
-  }
-  return via(deps.openerFor(route.account, route.proxy)(target));
+  const action = deps.router.decide(target, 'http');
+  if (action.kind === 'pass') return state.originals.httpRequest(options, callback);
+  const stand = new TunnelStandIn(action.kind === 'tunnel' ? action.open(target) : Promise.reject(action.error));
+  // The client gets the stand-in as its CONNECT socket: it serves the route the tunnel was opened for.
+  claim(stand as unknown as Socket, action.route);
+  return state.originals.httpRequest({ ...options, agent: undefined, createConnection: () => stand as unknown as Socket }, callback);
 }
 
 /** Swallows the client's CONNECT request head, answers 200 when the tunnel is up, then relays. */

@@ -15,34 +15,32 @@
 // ESM and a copy in the CJS build, so patching it would reach nobody).
 import http from 'node:http';
 import https from 'node:https';
-import { syncBuiltinESMExports } from 'node:module';
 import type { Socket } from 'node:net';
 import { state } from '../state.js';
 import { isMarkedPlumbing } from '../plumbing.js';
 import type { ConnectionPools } from '../pools/connection-pools.js';
 import type { Router } from '../routing/router.js';
-import type { LeakPolicy } from '../routing/leak-policy.js';
 import type { Target } from '../routing/route.js';
 import { normalizeRequestArgs, requestTarget, type RequestOptions, type ResponseCallback } from './http-args.js';
 import { recoverProxiedTarget } from './env-proxied.js';
 import { connectViaAccountProxy } from './connect-rewrite.js';
+import { withRouteMark } from '../guard/route-mark.js';
+import { patch, restoreAll, type Restore } from './layer.js';
 
 export interface HttpLayerDeps {
   readonly router: Router;
   readonly pools: ConnectionPools;
-  readonly leaks: LeakPolicy;
   /** Is a configured proxy (of any account) listening at this address? */
   readonly isProxyAddress: (target: Target) => boolean;
   /** TLS options for targets, used last when the agent we force in replaces the caller's (see inheritAgentTls). */
   readonly requestTls?: import('node:tls').ConnectionOptions;
-  readonly openerFor: (account: string, proxy: import('../proxy/endpoint.js').ProxyEndpoint) => import('../routing/account-tunnels.js').TunnelOpener;
   /** Called on every routed request (re-asserts the undici dispatcher). */
   readonly onRequest?: () => void;
 }
 
 type RequestFn = typeof http.request;
 
-export function installHttp(deps: HttpLayerDeps): () => void {
+export function installHttp(deps: HttpLayerDeps): Restore {
   const o = state.originals;
   const originalFor = (secure: boolean): RequestFn => (secure ? o.httpsRequest : o.httpRequest) as RequestFn;
 
@@ -75,40 +73,22 @@ export function installHttp(deps: HttpLayerDeps): () => void {
       return req;
     } as RequestFn;
 
-  const set = (mod: object, name: 'request' | 'get', fn: RequestFn): void => {
-    (mod as Record<string, unknown>)[name] = fn;
-  };
-  set(http, 'request', patchedHttpRequest);
-  set(http, 'get', getVia(patchedHttpRequest));
-  set(https, 'request', patchedHttpsRequest);
-  set(https, 'get', getVia(patchedHttpsRequest));
-  syncBuiltinESMExports();
-
-  return () => {
-    set(http, 'request', o.httpRequest);
-    set(http, 'get', o.httpGet);
-    set(https, 'request', o.httpsRequest);
-    set(https, 'get', o.httpsGet);
-    syncBuiltinESMExports();
-  };
+  return restoreAll([
+    patch(http, 'request', patchedHttpRequest, { esm: true }),
+    patch(http, 'get', getVia(patchedHttpRequest), { esm: true }),
+    patch(https, 'request', patchedHttpsRequest, { esm: true }),
+    patch(https, 'get', getVia(patchedHttpsRequest), { esm: true }),
+  ]);
 }
 
 function send(deps: HttpLayerDeps, original: RequestFn, secure: boolean, options: RequestOptions, callback: ResponseCallback | undefined, target: Target): http.ClientRequest {
-  const route = deps.router.resolve(target, 'http');
-  if (route.kind === 'direct') return original(options, callback);
-  if (route.kind === 'fail') return failWith(original, options, callback, route.error);
-  if (route.kind === 'proxy') {
-    const foreign = route.scoped && deps.isProxyAddress(target) ? deps.router.foreignProxyAt(target, route.account) : undefined;
-    if (!foreign) {
-      const routed: RequestOptions = { ...inheritAgentTls(options, secure, deps.requestTls), agent: deps.pools.agent(route.account, route.proxy, secure) };
-      delete (routed as { createConnection?: unknown }).createConnection;
-      return original(routed, callback);
-    }
-    const error = deps.leaks.violation({ layer: 'http', route, target, reason: `connection to another account's proxy ${foreign}` });
-    return error ? failWith(original, options, callback, error) : original(options, callback);
-  }
-  const error = deps.leaks.violation({ layer: 'http', route, target, reason: route.reason });
-  return error ? failWith(original, options, callback, error) : original(options, callback);
+  const action = deps.router.decide(target, 'http');
+  if (action.kind === 'fail') return failWith(original, options, callback, action.error);
+  // Marked as decided, so the socket hook only records the route this connection serves.
+  if (action.kind === 'pass') return original(withRouteMark(options, { route: action.route, account: deps.router.currentAccount(), decided: true }), callback);
+  const routed: RequestOptions = { ...inheritAgentTls(options, secure, deps.requestTls), agent: deps.pools.agent(action.account, action.proxy, secure) };
+  delete (routed as { createConnection?: unknown }).createConnection;
+  return original(routed, callback);
 }
 
 const AGENT_TLS_KEYS = ['ca', 'cert', 'key', 'pfx', 'passphrase', 'rejectUnauthorized', 'servername', 'ciphers', 'minVersion', 'maxVersion', 'checkServerIdentity'] as const;

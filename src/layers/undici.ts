@@ -11,7 +11,6 @@ import { Agent, Dispatcher } from 'undici';
 import type { ConnectionPools } from '../pools/connection-pools.js';
 import type { Router } from '../routing/router.js';
 import { targetFromUrl } from '../routing/route.js';
-import type { LeakPolicy } from '../routing/leak-policy.js';
 import { foldRepeatedContentLength } from './undici-headers.js';
 
 const SYMBOLS = [Symbol.for('undici.globalDispatcher.1'), Symbol.for('undici.globalDispatcher.2')] as const;
@@ -24,7 +23,6 @@ export class RoutingDispatcher extends Dispatcher {
     private readonly router: Router,
     private readonly pools: ConnectionPools,
     private readonly direct: Dispatcher,
-    private readonly leaks: LeakPolicy,
   ) {
     super();
   }
@@ -34,19 +32,9 @@ export class RoutingDispatcher extends Dispatcher {
   }
 
   private choose(opts: Options): Dispatcher {
-    const target = targetFromUrl(String(opts.origin));
-    const route = this.router.resolve(target, 'undici');
-    if (route.kind === 'proxy') {
-      const foreign = route.scoped ? this.router.foreignProxyAt(target, route.account) : undefined;
-      if (!foreign) return this.pools.dispatcher(route.account, route.proxy);
-      const error = this.leaks.violation({ layer: 'undici', route, target, reason: `connection to another account's proxy ${foreign}` });
-      return error ? failingDispatcher(error) : this.direct;
-    }
-    if (route.kind === 'fail') return failingDispatcher(route.error);
-    if (route.kind === 'blocked') {
-      const error = this.leaks.violation({ layer: 'undici', route, target, reason: route.reason });
-      return error ? failingDispatcher(error) : this.direct;
-    }
+    const action = this.router.decide(targetFromUrl(String(opts.origin)), 'undici');
+    if (action.kind === 'tunnel') return this.pools.dispatcher(action.account, action.proxy);
+    if (action.kind === 'fail') return failingDispatcher(action.error);
     return this.direct;
   }
 

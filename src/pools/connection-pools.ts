@@ -17,6 +17,7 @@ import type { ProxyEndpoint } from '../proxy/endpoint.js';
 import { tunnelConnector } from './tunnel-connector.js';
 import { HttpTunnelAgent, HttpsTunnelAgent, type TunnelAgentOptions } from './tunnel-agents.js';
 import type { TunnelOpener } from '../routing/account-tunnels.js';
+import { claim } from '../guard/ownership.js';
 
 export type OpenerFactory = (account: string, proxy: ProxyEndpoint) => TunnelOpener;
 
@@ -49,6 +50,8 @@ class ProxyConnections {
   }
 
   private track(socket: Socket): void {
+    // Every connection of these pools serves this account's route (the default pool: the default route).
+    claim(socket, this.account);
     this.sockets.add(socket);
     socket.once('close', () => this.sockets.delete(socket));
     // Node's ClientRequest emits this when an upgrade or CONNECT takes the socket from its agent.

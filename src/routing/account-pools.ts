@@ -107,12 +107,16 @@ export class AccountPools {
     }
   }
 
-  /** A proxy of another account listening at target (see Router.foreignProxyAt). */
-  proxyAt(target: Target, except: string): ProxyEndpoint | undefined {
+  /**
+   * A configured proxy listening at target that is not `owner`'s active one
+   * (a connection there would leave through someone else's proxy); `owner`
+   * undefined: any configured proxy.
+   */
+  proxyAt(target: Target, owner: string | undefined): ProxyEndpoint | undefined {
     if (!this.isProxyAddress(target)) return undefined;
     const host = target.host.toLowerCase();
     const at = (p: ProxyEndpoint): boolean => p.host === host && p.port === target.port;
-    const pool = this.pools.get(except);
+    const pool = owner === undefined ? undefined : this.pools.get(owner);
     // The account's own active proxy is its legitimate way out, whatever else listens there.
     if (pool && at(pool.proxies[pool.active])) return undefined;
     for (const other of this.pools.values()) {

@@ -29,13 +29,13 @@ export type TunnelOpener = (target: TunnelTarget, signal?: AbortSignal) => Promi
 export class AccountTunnels {
   constructor(private readonly deps: AccountTunnelDeps) {}
 
-  /** The opener for one (account, proxy) pool. */
-  opener(account: string, proxy: ProxyEndpoint): TunnelOpener {
-    return (target, signal) => this.open(account, proxy, target, signal, true);
+  /** The opener for one (account, proxy) pool; a `probe`'s (verifyEgress: what lifts the gate) skips the egress gate. */
+  opener(account: string, proxy: ProxyEndpoint, probe = false): TunnelOpener {
+    return (target, signal) => this.open(account, proxy, target, signal, true, probe);
   }
 
-  private async open(account: string, proxy: ProxyEndpoint, target: TunnelTarget, signal: AbortSignal | undefined, mayRetry: boolean): Promise<Socket> {
-    const gate = this.deps.gate(account);
+  private async open(account: string, proxy: ProxyEndpoint, target: TunnelTarget, signal: AbortSignal | undefined, mayRetry: boolean, probe: boolean): Promise<Socket> {
+    const gate = probe ? undefined : this.deps.gate(account);
     if (gate) await gate;
     const started = performance.now();
     try {
@@ -46,7 +46,7 @@ export class AccountTunnels {
       if (!(err instanceof ProxyConnectError)) throw err;
       const now = this.deps.failed(account, proxy, err);
       if (mayRetry && now && now.identityKey !== proxy.identityKey && !signal?.aborted) {
-        return this.open(account, now, target, signal, false);
+        return this.open(account, now, target, signal, false, probe);
       }
       throw err;
     }

@@ -8,9 +8,9 @@
 import { LeakBlockedError } from '../errors.js';
 import { publish } from '../diagnostics.js';
 import { formatAuthority } from '../tunnel/target.js';
-import type { Route, Target } from './route.js';
+import type { Target } from './route.js';
 
-export type Layer = 'undici' | 'http' | 'socket';
+export type Layer = 'undici' | 'http' | 'socket' | 'egress';
 
 export interface LeakEvent {
   readonly account: string | undefined;
@@ -23,7 +23,7 @@ export interface LeakEvent {
 
 export interface LeakReport {
   readonly layer: Layer;
-  readonly route: Route;
+  readonly account: string | undefined;
   readonly target: Target;
   readonly reason: string;
 }
@@ -37,10 +37,10 @@ export class LeakPolicy {
   /** The error to fail with, or undefined when the connection may go direct. */
   violation(r: LeakReport): LeakBlockedError | undefined {
     const target = formatAuthority(r.target.host, r.target.port);
-    const event: LeakEvent = { account: r.route.account, target, layer: r.layer, action: this.strict ? 'blocked' : 'direct', reason: r.reason };
+    const event: LeakEvent = { account: r.account, target, layer: r.layer, action: this.strict ? 'blocked' : 'direct', reason: r.reason };
     publish('leak', () => event);
     this.emit(event);
     if (!this.strict) return undefined;
-    return new LeakBlockedError(`refused to send traffic that would leave from the wrong IP: ${r.reason}`, { account: r.route.account, target });
+    return new LeakBlockedError(`refused to send traffic that would leave from the wrong IP: ${r.reason}`, { account: r.account, target });
   }
 }

@@ -1,4 +1,5 @@
 import type { ProxyEndpoint } from '../proxy/endpoint.js';
+import type { TunnelOpener } from './account-tunnels.js';
 
 /**
  * Which route a connection serves. Every outbound connection serves exactly
@@ -19,15 +20,18 @@ export interface Target {
   readonly port: number;
 }
 
-/** What the routing table decided for one request or connection. */
-export type Route =
-  | { readonly kind: 'proxy'; readonly account: string; readonly proxy: ProxyEndpoint; readonly scoped: boolean }
-  | { readonly kind: 'direct'; readonly account: string | undefined; readonly reason: DirectReason }
-  | { readonly kind: 'blocked'; readonly account: string | undefined; readonly reason: string }
-  /** Routable in principle, but not now: the pool is down, or the account is quarantined. Not a leak. */
-  | { readonly kind: 'fail'; readonly account: string; readonly error: Error };
-
-export type DirectReason = 'no-proxy' | 'env-no-proxy' | 'unscoped';
+/**
+ * The router's final answer for one request or connection; a layer only
+ * adapts its arguments and applies it.
+ * - `tunnel`: open the connection with `open` (through `proxy`, for `account`);
+ * - `pass`: let the caller's own connection go (a bypassed or direct target,
+ *   a client dialing its route's own proxy, or a leak `strict: false` let through);
+ * - `fail`: refuse with `error` (LeakBlockedError, ProxyUnavailableError, …) before anything is sent.
+ */
+export type Action =
+  | { readonly kind: 'tunnel'; readonly route: RouteKey; readonly account: string; readonly proxy: ProxyEndpoint; readonly open: TunnelOpener }
+  | { readonly kind: 'pass'; readonly route: RouteKey }
+  | { readonly kind: 'fail'; readonly route: RouteKey; readonly error: Error };
 
 /** Default ports by URL scheme, for targets given as URLs or origins. */
 export function defaultPort(protocol: string): number {

@@ -1,22 +1,34 @@
 /**
- * The routing table — the one decision every layer (undici, http, sockets)
- * asks for. It reads the caller's account synchronously from the scope
- * store, so it must be called when the request is *created*, never from a
- * socket callback (pooled sockets run callbacks in their opener's context).
+ * The routing decision — the one every layer (undici, http, sockets, the
+ * env-CONNECT stand-in, UDP, egress probes) asks, and whose answer is final:
+ * tunnel with this opener, pass, or fail with this error (route.ts, Action).
+ * Layers adapt their arguments to a Target and apply the Action; no layer
+ * holds policy of its own.
+ *
+ * It reads the caller's account synchronously from the scope store, so it
+ * must be asked when the request is *created*, never from a socket callback
+ * (pooled sockets run callbacks in their opener's context).
  *
  * | request created…                   | goes to                                              |
  * |------------------------------------|------------------------------------------------------|
  * | inside withProxy(account)          | the account's proxy; explicit noProxy → direct       |
  * | outside scopes, default proxy set  | the default proxy; noProxy or env NO_PROXY → direct  |
- * | outside scopes, no default proxy   | direct; requireScope → blocked                       |
+ * | outside scopes, no default proxy   | direct; requireScope → refused                       |
+ *
+ * Folded in: a connection to a configured proxy itself passes when it is the
+ * route's own active proxy (a client tunnelling on its own) and is a leak
+ * when it is anyone else's; `tunnelSockets: false` makes a socket-level
+ * tunnel a leak; the leak policy (strict → fail, else pass with a `leak`
+ * event) turns every leak into the final answer.
  */
 import { state } from '../state.js';
 import type { NoProxyMatcher } from '../proxy/no-proxy.js';
 import type { ProxyEndpoint } from '../proxy/endpoint.js';
 import type { AccountPools } from './account-pools.js';
 import { DEFAULT_ACCOUNT } from './account-pools.js';
-import { BYPASS_ROUTE, DEFAULT_ROUTE, type Route, type RouteKey, type Target } from './route.js';
-import type { Layer } from './leak-policy.js';
+import { BYPASS_ROUTE, DEFAULT_ROUTE, type Action, type RouteKey, type Target } from './route.js';
+import type { Layer, LeakPolicy } from './leak-policy.js';
+import type { TunnelOpener } from './account-tunnels.js';
 import { channels, publish } from '../diagnostics.js';
 import { formatAuthority } from '../tunnel/target.js';
 
@@ -27,13 +39,28 @@ export interface RouterOptions {
   /** The operator's NO_PROXY as it was before install: applies outside scopes only. */
   readonly envNoProxy: NoProxyMatcher;
   readonly requireScope: boolean;
+  /** Tunnel socket-level connections (false: they are leaks). */
+  readonly tunnelSockets: boolean;
+  readonly leaks: LeakPolicy;
   /** The proxy an account's next connection uses (its active one, or a balanced pick). */
   readonly select: (account: string) => ProxyEndpoint;
   /** Why the account cannot use `proxy` right now (pool down, quarantine), if so. */
   readonly unavailable: (account: string, proxy: ProxyEndpoint) => Error | undefined;
+  /** The tunnel opener of an (account, proxy) pool; `probe` skips the egress gate (verifyEgress is what lifts it). */
+  readonly opener: (account: string, proxy: ProxyEndpoint, probe: boolean) => TunnelOpener;
   /** Counts a request routed through a proxy. */
   readonly counted?: (account: string, proxy: ProxyEndpoint) => void;
 }
+
+export interface DecideOptions {
+  /** The account the request belongs to; default: the calling scope's. `null`: outside any scope. */
+  readonly account?: string | null;
+  /** An egress probe: not gated, not refused by quarantine, not counted. */
+  readonly probe?: boolean;
+}
+
+/** Why a connection passes, for the route channel. */
+type PassReason = 'no-proxy' | 'env-no-proxy' | 'unscoped' | 'own-proxy' | 'leak-allowed';
 
 export class Router {
   constructor(private readonly o: RouterOptions) {}
@@ -41,22 +68,6 @@ export class Router {
   /** The calling async context's account, if inside a withProxy scope. */
   currentAccount(): string | undefined {
     return state.scopes.getStore()?.account;
-  }
-
-  /** The route for a connection `layer` is about to make; published on `session-proxy:route` when observed. */
-  resolve(target: Target, layer: Layer, account: string | undefined = this.currentAccount()): Route {
-    const route = this.decide(target, account);
-    if (channels.route.hasSubscribers) {
-      publish('route', () => ({
-        account: route.account,
-        target: formatAuthority(target.host, target.port),
-        layer,
-        decision: route.kind,
-        proxy: route.kind === 'proxy' ? String(route.proxy) : undefined,
-        reason: route.kind === 'direct' || route.kind === 'blocked' ? route.reason : route.kind === 'fail' ? route.error.message : undefined,
-      }));
-    }
-    return route;
   }
 
   /**
@@ -70,37 +81,54 @@ export class Router {
     return DEFAULT_ROUTE;
   }
 
-  private decide(target: Target, account: string | undefined): Route {
-    if (account !== undefined) {
-      if (this.o.noProxy.matches(target.host, target.port)) return { kind: 'direct', account, reason: 'no-proxy' };
-      return this.through(account, true);
+  /** The final answer for a connection `layer` is about to make; published on `session-proxy:route` when observed. */
+  decide(target: Target, layer: Layer, options: DecideOptions = {}): Action {
+    const account = options.account === undefined ? this.currentAccount() : (options.account ?? undefined);
+    const route = this.routeKey(target, account);
+    if (route === BYPASS_ROUTE) {
+      return this.report(target, layer, account, { kind: 'pass', route }, this.o.noProxy.matches(target.host, target.port) ? 'no-proxy' : 'env-no-proxy');
     }
-    const fallback = this.o.pools.get(DEFAULT_ACCOUNT);
-    if (fallback) {
-      if (this.o.noProxy.matches(target.host, target.port)) return { kind: 'direct', account, reason: 'no-proxy' };
-      if (this.o.envNoProxy.matches(target.host, target.port)) return { kind: 'direct', account, reason: 'env-no-proxy' };
-      return this.through(DEFAULT_ACCOUNT, false);
+    // The pool whose proxy this route leaves through: the account's, or the default pool outside scopes.
+    const owner = account ?? (this.o.pools.get(DEFAULT_ACCOUNT) ? DEFAULT_ACCOUNT : undefined);
+    if (this.o.pools.isProxyAddress(target)) {
+      const foreign = this.o.pools.proxyAt(target, owner);
+      if (!foreign) return this.report(target, layer, account, { kind: 'pass', route }, 'own-proxy');
+      return this.leak(target, layer, account, route, `connection to another account's proxy ${foreign}`);
     }
-    if (this.o.requireScope && !this.o.noProxy.matches(target.host, target.port)) {
-      return { kind: 'blocked', account, reason: 'traffic outside any withProxy scope is refused (requireScope: true)' };
+    if (owner === undefined) {
+      if (this.o.requireScope) return this.leak(target, layer, account, route, 'traffic outside any withProxy scope is refused (requireScope: true)');
+      return this.report(target, layer, account, { kind: 'pass', route }, 'unscoped');
     }
-    return { kind: 'direct', account, reason: 'unscoped' };
+    const proxy = this.o.select(owner);
+    const probe = options.probe ?? false;
+    if (!probe) {
+      const error = this.o.unavailable(owner, proxy);
+      if (error) return this.report(target, layer, account, { kind: 'fail', route, error });
+    }
+    if (layer === 'socket' && !this.o.tunnelSockets) {
+      return this.leak(target, layer, account, route, 'socket-level connection outside the HTTP layers, and tunnelSockets is false');
+    }
+    if (!probe) this.o.counted?.(owner, proxy);
+    return this.report(target, layer, account, { kind: 'tunnel', route, account: owner, proxy, open: this.o.opener(owner, proxy, probe) });
   }
 
-  private through(account: string, scoped: boolean): Route {
-    const proxy = this.o.select(account);
-    const error = this.o.unavailable(account, proxy);
-    if (error) return { kind: 'fail', account, error };
-    this.o.counted?.(account, proxy);
-    return { kind: 'proxy', account, proxy, scoped };
+  /** The leak policy's answer: fail with LeakBlockedError (strict), or pass with a `leak` event. */
+  private leak(target: Target, layer: Layer, account: string | undefined, route: RouteKey, reason: string): Action {
+    const error = this.o.leaks.violation({ layer, account, target, reason });
+    return this.report(target, layer, account, error ? { kind: 'fail', route, error } : { kind: 'pass', route }, error ? undefined : 'leak-allowed', reason);
   }
 
-  /**
-   * The configured proxy listening at `host:port` that is NOT the given
-   * account's own — a connection there from inside the scope would leave
-   * through someone else's proxy (an env-reading client dialing the default).
-   */
-  foreignProxyAt(target: Target, account: string): ProxyEndpoint | undefined {
-    return this.o.pools.proxyAt(target, account);
+  private report(target: Target, layer: Layer, account: string | undefined, action: Action, pass?: PassReason, leak?: string): Action {
+    if (channels.route.hasSubscribers) {
+      publish('route', () => ({
+        account,
+        target: formatAuthority(target.host, target.port),
+        layer,
+        decision: action.kind === 'tunnel' ? 'proxy' : action.kind === 'pass' ? 'direct' : leak !== undefined ? 'blocked' : 'fail',
+        proxy: action.kind === 'tunnel' ? String(action.proxy) : undefined,
+        reason: action.kind === 'pass' ? (leak ?? pass) : action.kind === 'fail' ? action.error.message : undefined,
+      }));
+    }
+    return action;
   }
 }

@@ -9,6 +9,13 @@ afterEach(async () => {
   cleanup = [];
 });
 
+/** An installed manager (verifyEgress refuses otherwise) routing loopback targets through proxies. */
+function installed(options: ConstructorParameters<typeof SessionProxyManager>[0]): SessionProxyManager {
+  const m = new SessionProxyManager({ noProxy: [], ...options }).install();
+  cleanup.push(() => m.uninstall());
+  return m;
+}
+
 async function setup(egress: Array<string | undefined>) {
   const echo = await startEchoServer();
   const proxies = await Promise.all(egress.map((ip) => startMockProxy(ip ? { egressIp: ip } : {})));
@@ -19,7 +26,7 @@ async function setup(egress: Array<string | undefined>) {
 describe('egress verification', () => {
   it('verifyEgress reports the IP the endpoint saw through each account\'s proxy', async () => {
     const { proxies, endpoints } = await setup(['127.0.0.2', '127.0.0.3']);
-    const m = new SessionProxyManager({ accounts: { alice: proxies[0].url, bob: proxies[1].urlFor('socks5h') }, egressEndpoints: endpoints });
+    const m = installed({ accounts: { alice: proxies[0].url, bob: proxies[1].urlFor('socks5h') }, egressEndpoints: endpoints });
     const events: EgressEvent[] = [];
     m.on('egress', (e) => events.push(e));
     const a = await m.verifyEgress('alice');
@@ -31,28 +38,28 @@ describe('egress verification', () => {
 
   it('falls back across endpoints', async () => {
     const { proxies, echo } = await setup(['127.0.0.2']);
-    const m = new SessionProxyManager({ accounts: { alice: proxies[0].url } });
+    const m = installed({ accounts: { alice: proxies[0].url } });
     const r = await m.verifyEgress('alice', { endpoints: ['http://127.0.0.1:1/ip', `${echo.httpUrl}/ip`] });
     expect(r.endpoint).toBe(`${echo.httpUrl}/ip`);
   });
 
   it('expectedIp mismatch → EgressMismatchError', async () => {
     const { proxies, endpoints } = await setup(['127.0.0.2']);
-    const m = new SessionProxyManager({ accounts: { alice: proxies[0].url }, egressEndpoints: endpoints });
+    const m = installed({ accounts: { alice: proxies[0].url }, egressEndpoints: endpoints });
     await expect(m.verifyEgress('alice', { expectedIp: '127.0.0.9' })).rejects.toThrow(EgressMismatchError);
     await expect(m.verifyEgress('alice', { expectedIp: '127.0.0.9' })).rejects.toThrow(/127\.0\.0\.2 does not match the expected 127\.0\.0\.9/);
   });
 
   it('compareDirect catches a transparent proxy (egress equals the direct IP)', async () => {
     const { proxies, endpoints } = await setup([undefined, '127.0.0.2']);
-    const m = new SessionProxyManager({ accounts: { transparent: proxies[0].url, real: proxies[1].url }, egressEndpoints: endpoints });
+    const m = installed({ accounts: { transparent: proxies[0].url, real: proxies[1].url }, egressEndpoints: endpoints });
     await expect(m.verifyEgress('transparent', { compareDirect: true })).rejects.toThrow(EgressLeakError);
     await expect(m.verifyEgress('real', { compareDirect: true })).resolves.toMatchObject({ ip: '127.0.0.2' });
   });
 
   it('verifyAll checks every account and flags two accounts egressing from one IP', async () => {
     const { proxies, endpoints } = await setup(['127.0.0.2', '127.0.0.3', '127.0.0.3']);
-    const m = new SessionProxyManager({ accounts: { alice: proxies[0].url, bob: proxies[1].url, carol: proxies[2].url }, egressEndpoints: endpoints });
+    const m = installed({ accounts: { alice: proxies[0].url, bob: proxies[1].url, carol: proxies[2].url }, egressEndpoints: endpoints });
     const rows = await m.verifyAll();
     expect(rows.map((r) => [r.account, r.ip, r.ok, r.sameIpAs])).toEqual([
       ['alice', '127.0.0.2', true, []],

@@ -122,13 +122,18 @@ describe('rotation', () => {
     const { proxies } = await world(['127.0.0.2', '127.0.0.3', '127.0.0.4', '127.0.0.5']);
     const urls = proxies.map((p) => p.url);
     const order = async (strategy: 'round-robin' | 'least-used'): Promise<number[]> => {
-      const m = new SessionProxyManager({ accounts: { alice: urls }, strategy });
+      const m = new SessionProxyManager({ accounts: { alice: urls }, strategy }).install();
       const seen: number[] = [];
-      for (let i = 0; i < 4; i++) seen.push((await m.rotate('alice')).port);
+      try {
+        for (let i = 0; i < 4; i++) seen.push((await m.rotate('alice')).port);
+      } finally {
+        await m.uninstall();
+      }
       return seen.map((port) => proxies.findIndex((p) => p.port === port));
     };
     expect(await order('round-robin')).toEqual([1, 2, 3, 0]);
-    const m = new SessionProxyManager({ accounts: { alice: urls }, strategy: 'random' });
+    const m = new SessionProxyManager({ accounts: { alice: urls }, strategy: 'random' }).install();
+    cleanup.push(() => m.uninstall());
     for (let i = 0; i < 10; i++) {
       const before = m.current('alice').port;
       expect((await m.rotate('alice')).port).not.toBe(before);
@@ -154,7 +159,8 @@ describe('rotation', () => {
     expect(() => new SessionProxyManager({ accounts: { alice: proxies[0].url, bob: proxies[0].url } })).toThrow(ConfigError);
     expect(() => new SessionProxyManager({ accounts: { alice: proxies[0].url, bob: proxies[0].url } })).toThrow(/"bob" and "alice"/);
     // Pools that overlap are fine: each account gets a proxy of its own, and rotation skips the other's.
-    const m = new SessionProxyManager({ accounts: { alice: [proxies[0].url, proxies[1].url], bob: [proxies[0].url, proxies[1].url] } });
+    const m = new SessionProxyManager({ accounts: { alice: [proxies[0].url, proxies[1].url], bob: [proxies[0].url, proxies[1].url] } }).install();
+    cleanup.push(() => m.uninstall());
     expect(m.current('alice').port).not.toBe(m.current('bob').port);
     await expect(m.rotate('alice')).rejects.toThrow(ProxyUnavailableError);
   });

@@ -5,43 +5,39 @@
  * net.createConnection and tls.connect call it), so one hook there sees every
  * outbound TCP connection, synchronously, in the async context that made it.
  *
- * Each connection is routed by the same table as the HTTP layers:
- * - the library's plumbing (marked, never by address) and IPC pass untouched;
- * - direct routes pass untouched;
- * - proxy routes are redirected to the in-process relay, which tunnels them
- *   through the account's proxy with the hostname the caller gave (no local
- *   DNS); the socket then belongs to that account (ownership.ts);
- * - with `tunnelSockets: false`, or a blocked route, the connection is refused
- *   with LeakBlockedError before any SYN is sent (strict), or goes direct
- *   with a `leak` event (strict: false).
+ * It is the backstop for every TCP connection: the library's plumbing
+ * (marked, never by address) and IPC (a non-empty `path`) pass untouched;
+ * everything else gets the router's answer:
+ * - tunnel → the socket is redirected to the in-process relay, which tunnels
+ *   it through the account's proxy with the hostname the caller gave (no
+ *   local DNS);
+ * - pass → the connection goes as the caller asked;
+ * - fail → refused with the router's error before any SYN is sent.
+ * Either way the socket is recorded as serving its route (guard/ownership),
+ * so every later use is checked. A connection some layer already decided
+ * (route-mark `decided`) is only recorded, never decided twice.
  */
 import net from 'node:net';
 import type { Socket } from 'node:net';
 import { state } from '../../state.js';
 import { isMarkedPlumbing, isPlumbing } from '../../plumbing.js';
 import type { Router } from '../../routing/router.js';
-import type { LeakPolicy } from '../../routing/leak-policy.js';
-import { unbracket, type Route, type Target } from '../../routing/route.js';
+import { unbracket, type Target } from '../../routing/route.js';
 import type { ProxyEndpoint } from '../../proxy/endpoint.js';
 import { Relay } from './relay.js';
-import type { TunnelOpener } from '../../routing/account-tunnels.js';
-import { claimSocket } from './ownership.js';
+import { claim } from '../../guard/ownership.js';
+import { routeMarkOf } from '../../guard/route-mark.js';
+import { patch, type Restore } from '../layer.js';
 
 export interface SocketLayerDeps {
   readonly router: Router;
-  readonly leaks: LeakPolicy;
-  /** Tunnel connections the HTTP layers do not cover (default true); false refuses them. */
-  readonly tunnelSockets: boolean;
-  /** Is a configured proxy (of any account) listening at this address? */
-  readonly isProxyAddress: (target: Target) => boolean;
-  /** Told about every tunnelled socket, for rotate's closeExisting. */
+  /** Told about every tunnelled socket, for rotation. */
   readonly onTunnel?: (socket: Socket, account: string, proxy: ProxyEndpoint) => void;
-  readonly openerFor: (account: string, proxy: ProxyEndpoint) => TunnelOpener;
 }
 
 type ConnectFn = (this: Socket, ...args: unknown[]) => Socket;
 
-export function installSocketLayer(deps: SocketLayerDeps): () => void {
+export function installSocketLayer(deps: SocketLayerDeps): Restore {
   const original = state.originals.socketConnect as unknown as ConnectFn;
   // Started at install, so it is usually listening before the first socket needs it.
   const relay = new Relay();
@@ -49,27 +45,26 @@ export function installSocketLayer(deps: SocketLayerDeps): () => void {
   const hooked = function connect(this: Socket, ...args: unknown[]): Socket {
     if (isPlumbing() || isMarkedPlumbing(this)) return original.apply(this, args);
     const { options, callback } = normalizeConnectArgs(args);
-    if (!options || options.path !== undefined || options.port === undefined) return original.apply(this, args);
+    // IPC only for a non-empty path, as Node itself decides (`!!path`): Node's
+    // http Agent passes `path: null`, and `path: ''` connects over TCP too.
+    // Without a port Node throws before anything is sent.
+    if (!options || options.path || options.port === undefined) return original.apply(this, args);
     const target: Target = { host: unbracket(String(options.host ?? 'localhost')), port: Number(options.port) };
-    const route = deps.router.resolve(target, 'socket');
-    if (route.kind === 'direct') return original.apply(this, args);
-    if (route.kind === 'blocked') return refuse(this, args, route, target, route.reason);
-    if (route.kind === 'fail') return failSocket(this, route.error);
-    if (deps.isProxyAddress(target)) {
-      // A client dialing a proxy itself (its own ProxyAgent reading HTTPS_PROXY):
-      // its own way out passes as is; another account's proxy is a leak.
-      const foreign = route.scoped ? deps.router.foreignProxyAt(target, route.account) : undefined;
-      if (!foreign) return original.apply(this, args);
-      return refuse(this, args, route, target, `connection to another account's proxy ${foreign}`);
+    const mark = routeMarkOf(options);
+    if (mark?.decided) {
+      // A layer already applied the router's answer (it passes): only record the route.
+      claim(this, mark.route);
+      return original.apply(this, args);
     }
-    if (!deps.tunnelSockets) {
-      return refuse(this, args, route, target, 'socket-level connection outside the HTTP layers, and tunnelSockets is false');
-    }
+    // Marked options (an http Agent's queued request) decide for the request's account, not the current context.
+    const action = deps.router.decide(target, 'socket', mark ? { account: mark.account ?? null } : {});
+    if (action.kind === 'fail') return failSocket(this, action.error);
+    claim(this, action.route);
+    if (action.kind === 'pass') return original.apply(this, args);
     const socket = this;
-    claimSocket(socket, route.account);
     reportTarget(socket, target);
-    deps.onTunnel?.(socket, route.account, route.proxy);
-    const entry = { caller: socket, open: deps.openerFor(route.account, route.proxy), target };
+    deps.onTunnel?.(socket, action.account, action.proxy);
+    const entry = { caller: socket, open: action.open, target };
     socket.once('connect', () => relay.register(socket.localPort!, entry));
     const relayed: Record<string, unknown> = { host: '127.0.0.1' };
     for (const k of ['timeout', 'noDelay', 'keepAlive', 'keepAliveInitialDelay', 'signal'] as const) {
@@ -85,15 +80,9 @@ export function installSocketLayer(deps: SocketLayerDeps): () => void {
     return socket;
   };
 
-  const refuse = (socket: Socket, args: unknown[], route: Route, target: Target, reason: string): Socket => {
-    const error = deps.leaks.violation({ layer: 'socket', route, target, reason });
-    if (!error) return original.apply(socket, args);
-    return failSocket(socket, error);
-  };
-
-  net.Socket.prototype.connect = hooked as unknown as net.Socket['connect'];
+  const restore = patch(net.Socket.prototype, 'connect', hooked);
   return () => {
-    net.Socket.prototype.connect = state.originals.socketConnect;
+    restore();
     relay.close();
   };
 }
@@ -123,7 +112,7 @@ function reportTarget(socket: Socket, target: Target): void {
 interface ConnectOptions {
   host?: string;
   port?: number | string;
-  path?: string;
+  path?: string | null;
   [key: string]: unknown;
 }
 

@@ -1,0 +1,31 @@
+/**
+ * The http2 part of the ownership guard. http2 writes frames through the
+ * native handle, not socket.write, so the check sits on session.request(): a
+ * stream is a pooled request and belongs to the route it is created in
+ * (outside scopes: the default route). One created for another route than
+ * the session's connection serves throws LeakBlockedError — grpc-js and got
+ * report it as that request's error — and the session itself, which its own
+ * route may be using, is left alone.
+ */
+import http2 from 'node:http2';
+import { state } from '../state.js';
+import { crossRoute, routeOfRequest, servedRoute } from './ownership.js';
+import { patch } from '../layers/layer.js';
+
+export function guardHttp2Sessions(): () => void {
+  const original = http2.connect;
+  const hooked = function connect(this: unknown, ...args: unknown[]) {
+    const session = (original as (...a: unknown[]) => http2.ClientHttp2Session).apply(this, args);
+    const request = session.request;
+    session.request = function guardedRequest(this: http2.ClientHttp2Session, ...a: unknown[]) {
+      const served = servedRoute(session.socket);
+      if (served !== undefined) {
+        const route = routeOfRequest(state.scopes.getStore()?.account);
+        if (route !== served) throw crossRoute(served, route, 'an http2 stream');
+      }
+      return (request as (...x: unknown[]) => http2.ClientHttp2Stream).apply(this, a);
+    } as http2.ClientHttp2Session['request'];
+    return session;
+  };
+  return patch(http2, 'connect', hooked, { esm: true });
+}

@@ -1,0 +1,102 @@
+/**
+ * Connection ownership: every outbound connection the library routes serves
+ * exactly one route (an account, or the default route outside scopes), and
+ * this is where it is recorded and checked on every later use. Clients pool
+ * connections by origin only (an app's undici.Pool, got's global http2 agent,
+ * grpc-js's subchannel pool, a shared http.Agent), so a connection can be
+ * handed traffic of another route; when that is seen, the connection is
+ * destroyed with LeakBlockedError *before* the bytes leave.
+ *
+ * Two kinds of use, two rules:
+ * - a **pooled request** (an HTTP request on an agent's socket, an undici
+ *   request, an http2 stream) belongs to the route it was created in, and
+ *   a request created outside any scope belongs to the default route: it
+ *   never rides an account's connection;
+ * - a **stream write** (raw net/tls, a WebSocket frame) is checked against
+ *   the writer's scope: writes from outside any scope pass (app-wide
+ *   heartbeats, `ws.close()` in a SIGTERM handler), writes from another
+ *   account's scope are refused.
+ * Bypass connections (noProxy targets) are shared by design and not claimed.
+ */
+import type { Socket } from 'node:net';
+import { state } from '../state.js';
+import { LeakBlockedError } from '../errors.js';
+import { BYPASS_ROUTE, DEFAULT_ROUTE, type RouteKey } from '../routing/route.js';
+
+const kServes = Symbol('session-proxy.serves');
+const kRequestRoute = Symbol('session-proxy.request-route');
+
+type Claimed = { [kServes]?: RouteKey; _parent?: unknown; _handle?: { _parentWrap?: { stream?: unknown } } | null };
+
+/** Claimed connections open now: while there are none, the request guards return at once. */
+let claimed = 0;
+
+export function claimedConnections(): number {
+  return claimed;
+}
+
+/**
+ * The route `socket` serves, looking through a TLS socket to the socket it
+ * wraps (tls.connect({ socket }) over a claimed net socket, or over a Duplex
+ * such as the env-CONNECT stand-in).
+ */
+export function servedRoute(socket: unknown): RouteKey | undefined {
+  let s = socket as Claimed | null | undefined;
+  for (let depth = 0; s && typeof s === 'object' && depth < 4; depth++) {
+    if (s[kServes] !== undefined) return s[kServes];
+    s = (s._parent ?? s._handle?._parentWrap?.stream) as Claimed | undefined;
+  }
+  return undefined;
+}
+
+/** The route a request created in `account`'s context belongs to (outside scopes: the default route). */
+export const routeOfRequest = (account: string | undefined): RouteKey => account ?? DEFAULT_ROUTE;
+
+function describe(route: RouteKey): string {
+  return route === DEFAULT_ROUTE ? 'the default route (outside any scope)' : `account "${route}"`;
+}
+
+/** The refusal when traffic of route `user` meets a connection serving `owner`. */
+export function crossRoute(owner: RouteKey, user: RouteKey, what: string): LeakBlockedError {
+  return new LeakBlockedError(
+    `a connection serving ${describe(owner)} was used by ${what} of ${describe(user)}; ` +
+      'each route keeps its own connections — hand work to another scope with manager.bind(account, fn), or give each account its own client',
+    { account: user === DEFAULT_ROUTE ? undefined : user },
+  );
+}
+
+/** Marks an HTTP ClientRequest with the route it was created in (its agent socket is checked against it). */
+export function tagRequest(request: object, route: RouteKey): void {
+  (request as Record<symbol, unknown>)[kRequestRoute] = route;
+}
+
+function taggedRoute(request: unknown): RouteKey | undefined {
+  return request && typeof request === 'object' ? ((request as Record<symbol, unknown>)[kRequestRoute] as RouteKey | undefined) : undefined;
+}
+
+/** Records that `socket` serves `route` and guards its writes. Idempotent; bypass connections are not claimed. */
+export function claim(socket: Socket, route: RouteKey): void {
+  if (route === BYPASS_ROUTE || (socket as Claimed)[kServes] !== undefined) return;
+  (socket as Claimed)[kServes] = route;
+  claimed++;
+  socket.once('close', () => claimed--);
+  const write = socket.write;
+  socket.write = function guardedWrite(this: Socket, ...args: unknown[]): boolean {
+    const refusal = writeRefusal(this, route);
+    if (refusal) {
+      this.destroy(refusal);
+      return false;
+    }
+    return (write as (...a: unknown[]) => boolean).apply(this, args);
+  } as Socket['write'];
+}
+
+function writeRefusal(socket: Socket, route: RouteKey): LeakBlockedError | undefined {
+  // An agent's socket carrying an HTTP request: the request's own route counts, wherever the write comes from.
+  // Once upgraded (a WebSocket) or CONNECTed, the socket is a stream: the writer's scope counts.
+  const message = (socket as { _httpMessage?: { upgradeOrConnect?: boolean } | null })._httpMessage;
+  const request = message && !message.upgradeOrConnect ? taggedRoute(message) : undefined;
+  if (request !== undefined) return request === route ? undefined : crossRoute(route, request, 'an HTTP request');
+  const writer = state.scopes.getStore()?.account;
+  return writer !== undefined && writer !== route ? crossRoute(route, writer, 'a write') : undefined;
+}
