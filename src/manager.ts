@@ -30,6 +30,7 @@ import { installSocketLayer } from './layers/socket/connect-hook.js';
 import { guardHttp2Sessions, guardUndiciRequests } from './layers/socket/ownership.js';
 import { installChildProcess } from './layers/child-process.js';
 import { installDnsAudit } from './layers/dns-audit.js';
+import { installDgramLayer } from './layers/dgram.js';
 import { installWorkerThreads } from './layers/worker-threads.js';
 import { registerEnvFor, registerPaths } from './config/child-env.js';
 import { workerOptionsFor } from './config/worker.js';
@@ -230,6 +231,7 @@ export class SessionProxyManager extends EventEmitter<SessionProxyEvents> {
           return workerOptionsFor(account, options, this.liveOptions(), { active: account ? this.accounts.active(account) : undefined, onlyAccount: account !== undefined });
         }),
       );
+      this.restores.push(installDgramLayer({ router: this.router, leaks: this.leaks }));
       this.restores.push(installDnsAudit());
     } catch (err) {
       this.restoreAll();

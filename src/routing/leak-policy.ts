@@ -10,7 +10,7 @@ import { publish } from '../diagnostics.js';
 import { formatAuthority } from '../tunnel/target.js';
 import type { Route, Target } from './route.js';
 
-export type Layer = 'undici' | 'http' | 'socket';
+export type Layer = 'undici' | 'http' | 'socket' | 'udp';
 
 export interface LeakEvent {
   readonly account: string | undefined;
