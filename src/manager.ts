@@ -33,6 +33,7 @@ import { installHttpAgentPartition } from './layers/http-agents.js';
 import { LayerStack } from './layers/layer.js';
 import { installChildProcess } from './layers/child-process.js';
 import { installDnsAudit } from './layers/dns-audit.js';
+import { installDgramLayer } from './layers/dgram.js';
 import { installWorkerThreads } from './layers/worker-threads.js';
 import { registerEnvFor, registerPaths } from './config/child-env.js';
 import { workerOptionsFor } from './config/worker.js';
@@ -232,6 +233,7 @@ export class SessionProxyManager extends EventEmitter<SessionProxyEvents> {
               return workerOptionsFor(account, options, this.liveOptions(), { active: account ? this.accounts.active(account) : undefined, onlyAccount: account !== undefined });
             }),
         },
+        { name: 'dgram', apply: () => installDgramLayer({ router: this.router }) },
         { name: 'dns-audit', apply: () => installDnsAudit() },
       ]);
     } catch (err) {

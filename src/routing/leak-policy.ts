@@ -10,7 +10,7 @@ import { publish } from '../diagnostics.js';
 import { formatAuthority } from '../tunnel/target.js';
 import type { Target } from './route.js';
 
-export type Layer = 'undici' | 'http' | 'socket' | 'egress';
+export type Layer = 'undici' | 'http' | 'socket' | 'udp' | 'egress';
 
 export interface LeakEvent {
   readonly account: string | undefined;

@@ -105,9 +105,8 @@ export class Router {
       const error = this.o.unavailable(owner, proxy);
       if (error) return this.report(target, layer, account, { kind: 'fail', route, error });
     }
-    if (layer === 'socket' && !this.o.tunnelSockets) {
-      return this.leak(target, layer, account, route, 'socket-level connection outside the HTTP layers, and tunnelSockets is false');
-    }
+    const untunnelable = layer === 'udp' ? "a UDP datagram cannot go through a proxy: it would leave from this host's IP" : layer === 'socket' && !this.o.tunnelSockets ? 'socket-level connection outside the HTTP layers, and tunnelSockets is false' : undefined;
+    if (untunnelable) return this.leak(target, layer, account, route, untunnelable);
     if (!probe) this.o.counted?.(owner, proxy);
     return this.report(target, layer, account, { kind: 'tunnel', route, account: owner, proxy, open: this.o.opener(owner, proxy, probe) });
   }
