@@ -28,6 +28,7 @@ import { RoutingDispatcher, UndiciLayer } from './layers/undici.js';
 import { installHttp } from './layers/http.js';
 import { installSocketLayer } from './layers/socket/connect-hook.js';
 import { guardUndiciRequests } from './guard/undici-requests.js';
+import { guardWith } from './guard/ownership.js';
 import { guardHttp2Sessions } from './guard/http2-sessions.js';
 import { installHttpAgentPartition } from './layers/http-agents.js';
 import { LayerStack } from './layers/layer.js';
@@ -210,6 +211,7 @@ export class SessionProxyManager extends EventEmitter<SessionProxyEvents> {
         },
         { name: 'http-agents', apply: () => installHttpAgentPartition(this.router) },
         { name: 'socket', apply: () => installSocketLayer({ router: this.router, onTunnel: (socket, account, proxy) => this.socketTunnels.track(socket, account, proxy) }) },
+        { name: 'ownership-guard', apply: () => guardWith(this.leaks) },
         { name: 'undici-guard', apply: () => guardUndiciRequests() },
         { name: 'http2-guard', apply: () => guardHttp2Sessions() },
         {

@@ -21,7 +21,8 @@ export function guardHttp2Sessions(): () => void {
       const served = servedRoute(session.socket);
       if (served !== undefined) {
         const route = routeOfRequest(state.scopes.getStore()?.account);
-        if (route !== served) throw crossRoute(served, route, 'an http2 stream');
+        const refusal = route === served ? undefined : crossRoute(served, route, 'an http2 stream', 'socket', session.socket);
+        if (refusal) throw refusal;
       }
       return (request as (...x: unknown[]) => http2.ClientHttp2Stream).apply(this, a);
     } as http2.ClientHttp2Session['request'];

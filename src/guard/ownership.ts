@@ -21,7 +21,9 @@
 import type { Socket } from 'node:net';
 import { state } from '../state.js';
 import { LeakBlockedError } from '../errors.js';
-import { BYPASS_ROUTE, DEFAULT_ROUTE, type RouteKey } from '../routing/route.js';
+import { BYPASS_ROUTE, DEFAULT_ROUTE, unbracket, type RouteKey } from '../routing/route.js';
+import type { Layer, LeakPolicy } from '../routing/leak-policy.js';
+import type { Restore } from '../layers/layer.js';
 
 const kServes = Symbol('session-proxy.serves');
 const kRequestRoute = Symbol('session-proxy.request-route');
@@ -56,13 +58,32 @@ function describe(route: RouteKey): string {
   return route === DEFAULT_ROUTE ? 'the default route (outside any scope)' : `account "${route}"`;
 }
 
-/** The refusal when traffic of route `user` meets a connection serving `owner`. */
-export function crossRoute(owner: RouteKey, user: RouteKey, what: string): LeakBlockedError {
-  return new LeakBlockedError(
+/** The installed manager's leak policy (strict: refuse; else pass with a `leak` event). */
+let policy: LeakPolicy | undefined;
+
+/** Puts the guard under `leaks` while installed. */
+export function guardWith(leaks: LeakPolicy): Restore {
+  policy = leaks;
+  return () => {
+    if (policy === leaks) policy = undefined;
+  };
+}
+
+/**
+ * Traffic of route `user` met a connection serving `owner`: the leak
+ * policy's answer — LeakBlockedError to destroy the connection or refuse
+ * the request with, or undefined (strict: false) to let it pass, with a
+ * `leak` event either way.
+ */
+export function crossRoute(owner: RouteKey, user: RouteKey, what: string, layer: Layer, connection: unknown): LeakBlockedError | undefined {
+  const reason =
     `a connection serving ${describe(owner)} was used by ${what} of ${describe(user)}; ` +
-      'each route keeps its own connections — hand work to another scope with manager.bind(account, fn), or give each account its own client',
-    { account: user === DEFAULT_ROUTE ? undefined : user },
-  );
+    'each route keeps its own connections — hand work to another scope with manager.bind(account, fn), or give each account its own client';
+  const account = user === DEFAULT_ROUTE ? undefined : user;
+  const peer = connection as { remoteAddress?: string; remotePort?: number } | undefined;
+  const target = { host: unbracket(String(peer?.remoteAddress ?? 'unknown')), port: Number(peer?.remotePort ?? 0) };
+  if (!policy) return new LeakBlockedError(`refused to send traffic that would leave from the wrong IP: ${reason}`, { account });
+  return policy.violation({ layer, account, target, reason });
 }
 
 /** Marks an HTTP ClientRequest with the route it was created in (its agent socket is checked against it). */
@@ -74,21 +95,34 @@ function taggedRoute(request: unknown): RouteKey | undefined {
   return request && typeof request === 'object' ? ((request as Record<symbol, unknown>)[kRequestRoute] as RouteKey | undefined) : undefined;
 }
 
-/** Records that `socket` serves `route` and guards its writes. Idempotent; bypass connections are not claimed. */
+/**
+ * Records that `socket` serves `route` and guards its writes. Call it after
+ * `connect()` has run: Node's connect puts `Socket.prototype.write` back on
+ * a socket whose `write` was replaced. Calling it again re-installs the
+ * guard; bypass connections are not claimed.
+ */
 export function claim(socket: Socket, route: RouteKey): void {
-  if (route === BYPASS_ROUTE || (socket as Claimed)[kServes] !== undefined) return;
-  (socket as Claimed)[kServes] = route;
-  claimed++;
-  socket.once('close', () => claimed--);
+  if (route === BYPASS_ROUTE) return;
+  const owned = socket as Claimed & { write: Socket['write'] & { [kServes]?: true } };
+  if (owned[kServes] === undefined) {
+    owned[kServes] = route;
+    claimed++;
+    socket.once('close', () => claimed--);
+  }
+  if (owned.write[kServes]) return;
   const write = socket.write;
-  socket.write = function guardedWrite(this: Socket, ...args: unknown[]): boolean {
-    const refusal = writeRefusal(this, route);
+  const guardedWrite = function guardedWrite(this: Socket, ...args: unknown[]): boolean {
+    // A socket destroyed by a refusal stays refused: one leak event, not one per frame.
+    if (this.destroyed) return (write as (...a: unknown[]) => boolean).apply(this, args);
+    const refusal = writeRefusal(this, owned[kServes]!);
     if (refusal) {
       this.destroy(refusal);
       return false;
     }
     return (write as (...a: unknown[]) => boolean).apply(this, args);
-  } as Socket['write'];
+  } as Socket['write'] & { [kServes]?: true };
+  guardedWrite[kServes] = true;
+  socket.write = guardedWrite;
 }
 
 function writeRefusal(socket: Socket, route: RouteKey): LeakBlockedError | undefined {
@@ -96,7 +130,7 @@ function writeRefusal(socket: Socket, route: RouteKey): LeakBlockedError | undef
   // Once upgraded (a WebSocket) or CONNECTed, the socket is a stream: the writer's scope counts.
   const message = (socket as { _httpMessage?: { upgradeOrConnect?: boolean } | null })._httpMessage;
   const request = message && !message.upgradeOrConnect ? taggedRoute(message) : undefined;
-  if (request !== undefined) return request === route ? undefined : crossRoute(route, request, 'an HTTP request');
+  if (request !== undefined) return request === route ? undefined : crossRoute(route, request, 'an HTTP request', 'http', socket);
   const writer = state.scopes.getStore()?.account;
-  return writer !== undefined && writer !== route ? crossRoute(route, writer, 'a write') : undefined;
+  return writer !== undefined && writer !== route ? crossRoute(route, writer, 'a write', 'socket', socket) : undefined;
 }

@@ -43,7 +43,9 @@ export function guardUndiciRequests(): () => void {
     if (served === undefined) return;
     // A request created while no connection was claimed has no record: ask its handler now.
     const route = createdIn.get(request) ?? routeOf(request);
-    if (route !== served) socket.destroy(crossRoute(served, route, 'an undici request'));
+    if (route === served) return;
+    const refusal = crossRoute(served, route, 'an undici request', 'undici', socket);
+    if (refusal) socket.destroy(refusal);
   };
   diagnostics.subscribe('undici:request:create', onCreate);
   diagnostics.subscribe('undici:client:sendHeaders', onSendHeaders);

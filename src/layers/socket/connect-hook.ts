@@ -22,7 +22,7 @@ import type { Socket } from 'node:net';
 import { state } from '../../state.js';
 import { isMarkedPlumbing, isPlumbing } from '../../plumbing.js';
 import type { Router } from '../../routing/router.js';
-import { unbracket, type Target } from '../../routing/route.js';
+import { unbracket, type RouteKey, type Target } from '../../routing/route.js';
 import type { ProxyEndpoint } from '../../proxy/endpoint.js';
 import { Relay } from './relay.js';
 import { claim } from '../../guard/ownership.js';
@@ -53,14 +53,12 @@ export function installSocketLayer(deps: SocketLayerDeps): Restore {
     const mark = routeMarkOf(options);
     if (mark?.decided) {
       // A layer already applied the router's answer (it passes): only record the route.
-      claim(this, mark.route);
-      return original.apply(this, args);
+      return claimed(original.apply(this, args), mark.route);
     }
     // Marked options (an http Agent's queued request) decide for the request's account, not the current context.
     const action = deps.router.decide(target, 'socket', mark ? { account: mark.account ?? null } : {});
     if (action.kind === 'fail') return failSocket(this, action.error);
-    claim(this, action.route);
-    if (action.kind === 'pass') return original.apply(this, args);
+    if (action.kind === 'pass') return claimed(original.apply(this, args), action.route);
     const socket = this;
     reportTarget(socket, target);
     deps.onTunnel?.(socket, action.account, action.proxy);
@@ -70,11 +68,12 @@ export function installSocketLayer(deps: SocketLayerDeps): Restore {
     for (const k of ['timeout', 'noDelay', 'keepAlive', 'keepAliveInitialDelay', 'signal'] as const) {
       if (options[k] !== undefined) relayed[k] = options[k];
     }
-    if (relay.port !== undefined) return original.call(socket, { ...relayed, port: relay.port }, callback);
+    if (relay.port !== undefined) return claimed(original.call(socket, { ...relayed, port: relay.port }, callback), action.route);
     // Not listening yet: the socket stays "connecting" (Node queues writes until 'connect').
     (socket as { connecting: boolean }).connecting = true;
+    claim(socket, action.route);
     relay.ready.then(
-      (port) => { if (!socket.destroyed) original.call(socket, { ...relayed, port }, callback); },
+      (port) => { if (!socket.destroyed) claimed(original.call(socket, { ...relayed, port }, callback), action.route); },
       (err: Error) => socket.destroy(err),
     );
     return socket;
@@ -85,6 +84,12 @@ export function installSocketLayer(deps: SocketLayerDeps): Restore {
     restore();
     relay.close();
   };
+}
+
+/** Records the route after connect() ran (it resets a replaced `write`). */
+function claimed(socket: Socket, route: RouteKey): Socket {
+  claim(socket, route);
+  return socket;
 }
 
 /** No SYN is sent: the socket fails as if its connect had failed. */
