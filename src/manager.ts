@@ -28,6 +28,7 @@ import { RoutingDispatcher, UndiciLayer } from './layers/undici.js';
 import { installHttp } from './layers/http.js';
 import { installSocketLayer } from './layers/socket/connect-hook.js';
 import { guardHttp2Sessions, guardUndiciRequests } from './layers/socket/ownership.js';
+import { installUndiciPartition } from './guard/undici-partition.js';
 import { installChildProcess } from './layers/child-process.js';
 import { installDnsAudit } from './layers/dns-audit.js';
 import { installWorkerThreads } from './layers/worker-threads.js';
@@ -213,6 +214,8 @@ export class SessionProxyManager extends EventEmitter<SessionProxyEvents> {
         }),
       );
       this.restores.push(guardUndiciRequests(), guardHttp2Sessions());
+      // An app's own undici Pool/Agent (any copy) serves each route on connections of its own.
+      this.restores.push(installUndiciPartition({ routeKey: (t) => this.router.routeKey(t) }));
       this.restores.push(
         installChildProcess({
           proxyOf: (account) => this.accounts.active(account),

@@ -17,6 +17,7 @@ import type { ProxyEndpoint } from '../proxy/endpoint.js';
 import { tunnelConnector } from './tunnel-connector.js';
 import { HttpTunnelAgent, HttpsTunnelAgent, type TunnelAgentOptions } from './tunnel-agents.js';
 import type { TunnelOpener } from '../routing/account-tunnels.js';
+import { markPlumbing } from '../plumbing.js';
 
 export type OpenerFactory = (account: string, proxy: ProxyEndpoint) => TunnelOpener;
 
@@ -56,7 +57,8 @@ class ProxyConnections {
   }
 
   undici(): UndiciAgent {
-    return (this.dispatcher ??= new UndiciAgent({ connect: tunnelConnector({ ...this.tunnel, requestTls: this.requestTls }) }));
+    // Plumbing: already one (account, proxy) route; undici-partition must not split it again.
+    return (this.dispatcher ??= markPlumbing(new UndiciAgent({ connect: tunnelConnector({ ...this.tunnel, requestTls: this.requestTls }) })));
   }
 
   agent(secure: boolean): http.Agent {
