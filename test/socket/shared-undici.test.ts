@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import Module, { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import * as ownUndici from 'undici';
+import ccxt from 'ccxt';
 import { SessionProxyManager, LeakBlockedError, findSessionProxyError } from '../../src/index.js';
 import type { EchoServer } from '../../src/testing/index.js';
 import { dispatchOwners, ownSymbol, type UndiciExports } from '../../src/layers/undici-copies.js';
@@ -78,7 +79,7 @@ const ROWS: Row[] = [
     connections: 1,
     make: (u, origin) => {
       const pool = new u.Pool(origin, { connections: 1 });
-      return { send: (path) => fetch(`${origin}${path}`, { dispatcher: pool } as RequestInit).then(fetchBody), close: () => pool.close() };
+      return { send: (path) => fetch(`${origin}${path}`, { dispatcher: pool } as unknown as RequestInit).then(fetchBody), close: () => pool.close() };
     },
   },
   {
@@ -96,7 +97,7 @@ const ROWS: Row[] = [
     connections: 1,
     make: (u, origin) => {
       const agent = new u.Agent({ connections: 1 });
-      return { send: (path) => fetch(`${origin}${path}`, { dispatcher: agent } as RequestInit).then(fetchBody), close: () => agent.close() };
+      return { send: (path) => fetch(`${origin}${path}`, { dispatcher: agent } as unknown as RequestInit).then(fetchBody), close: () => agent.close() };
     },
   },
   {
@@ -200,6 +201,23 @@ function matrix(label: string, withDefault: boolean): void {
         });
       }
     }
+
+    it('one ccxt exchange instance (its own undici Agent) used from every scope at once', async () => {
+      const exchange = new ccxt.binance();
+      const jobs = ROUTES.flatMap((route) =>
+        Array.from({ length: PER_ROUTE }, () => {
+          const run = (): Promise<unknown> => exchange.fetch(`${world.echo.httpUrl}/ccxt-${++seq}`, 'GET');
+          return (route === 'outside' ? run() : manager.withProxy(route, run)).then(
+            (reply) => ((reply as { ip: string }).ip === expected[route] ? 'right' : `WRONG ${route}: ${(reply as { ip: string }).ip}`),
+            (err: unknown) => `error ${route}: ${String(err)}`,
+          );
+        }),
+      );
+      const outcomes = await Promise.all(jobs);
+      await exchange.close?.();
+      report.push(`${label} | ccxt exchange.fetch: ok ${outcomes.filter((o) => o === 'right').length}/${outcomes.length}`);
+      expect(outcomes.filter((o) => o !== 'right')).toEqual([]);
+    });
   });
 }
 
@@ -264,6 +282,44 @@ describe.skipIf(skipWithout('tinyproxy'))('a real daemon (tinyproxy) for alice',
   }
 });
 
+describe('routes other than accounts', () => {
+  it('a noProxy target is the bypass route: one shared direct connection for every scope, nothing refused', async () => {
+    const world = await startScenario({ alice: { egressIp: EGRESS.alice }, bob: { egressIp: EGRESS.bob } });
+    const manager = new SessionProxyManager({ accounts: { alice: world.proxies.alice!.url, bob: world.proxies.bob!.url }, env: false, noProxy: ['127.0.0.1'] }).install();
+    try {
+      const client = { name: 'Client (bypass)', kind: 'partitioned', connections: 1, make: ROWS.find((r) => r.kind === 'client')!.make } satisfies Row;
+      const t = await drive(manager, world.echo, ownUndici, client, { alice: EGRESS.direct, bob: EGRESS.direct, outside: EGRESS.direct });
+      expect(t.wrong).toEqual([]);
+      expect(t.refused).toEqual({ alice: 0, bob: 0, outside: 0 });
+      // All three scopes counted the same direct peers: one connection in all.
+      expect(t.connections.alice).toBe(1);
+    } finally {
+      await manager.uninstall();
+      await world.close();
+    }
+  });
+
+  it('a Pool connected before install gives its direct connection to no route; a Client connected before install refuses', async () => {
+    const world = await startScenario({ alice: { egressIp: EGRESS.alice }, bob: { egressIp: EGRESS.bob } });
+    const pool = new ownUndici.Pool(world.echo.httpUrl, { connections: 1 });
+    const client = new ownUndici.Client(world.echo.httpUrl);
+    const ipOf = async (d: { request: typeof pool.request }): Promise<string> => ((await (await d.request({ path: '/', method: 'GET' })).body.json()) as { ip: string }).ip;
+    expect(await ipOf(pool)).toBe(EGRESS.direct);
+    expect(await ipOf(client)).toBe(EGRESS.direct);
+    const manager = new SessionProxyManager({ accounts: { alice: world.proxies.alice!.url, bob: world.proxies.bob!.url }, env: false, noProxy: [] }).install();
+    try {
+      for (const who of ['alice', 'bob'] as const) expect(await manager.withProxy(who, () => ipOf(pool))).toBe(EGRESS[who]);
+      const refused = await manager.withProxy('alice', () => ipOf(client)).catch((err: unknown) => err);
+      expect(findSessionProxyError(refused)).toBeInstanceOf(LeakBlockedError);
+      expect(String((refused as Error).message)).toMatch(/connected before session-proxy was installed/);
+    } finally {
+      await manager.uninstall();
+      await Promise.all([pool.close(), client.close()]);
+      await world.close();
+    }
+  });
+});
+
 describe('lifecycle', () => {
   const dispatchOf = (cls: { prototype: object }): unknown => {
     for (let p: object | null = cls.prototype; p; p = Object.getPrototypeOf(p)) {
@@ -274,7 +330,7 @@ describe('lifecycle', () => {
   };
   const methods = (u: U): unknown[] =>
     [u.Pool, u.Agent, u.Client].flatMap((c) => {
-      const owner = dispatchOwners(u as unknown as UndiciExports).owners.find((o) => o.proto.isPrototypeOf(c.prototype) || o.proto === c.prototype)!;
+      const owner = dispatchOwners(u as unknown as UndiciExports).owners.find((o) => o.proto.isPrototypeOf(c.prototype) || (o.proto as object) === c.prototype)!;
       return [owner.proto[owner.kDispatch], owner.proto[owner.kClose], owner.proto[owner.kDestroy]];
     });
 
