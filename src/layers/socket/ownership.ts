@@ -12,6 +12,10 @@
  * counts, even when a queued request is written from a socket callback), and
  * http2 sessions' request(). Writes from code outside any
  * scope pass: they carry no evidence of another account.
+ *
+ * For undici copies loaded through require/import this is the backstop:
+ * guard/undici-partition.ts already gives each route its own connections.
+ * It is the only cover of copies bundled into another build.
  */
 import { AsyncResource } from 'node:async_hooks';
 import diagnostics from 'node:diagnostics_channel';
