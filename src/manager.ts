@@ -32,6 +32,7 @@ import { guardWith } from './guard/ownership.js';
 import { guardHttp2Sessions } from './guard/http2-sessions.js';
 import { installHttpAgentPartition } from './layers/http-agents.js';
 import { LayerStack } from './layers/layer.js';
+import { installUndiciPartition } from './guard/undici-partition.js';
 import { installChildProcess } from './layers/child-process.js';
 import { installDnsAudit } from './layers/dns-audit.js';
 import { installDgramLayer } from './layers/dgram.js';
@@ -213,6 +214,8 @@ export class SessionProxyManager extends EventEmitter<SessionProxyEvents> {
         { name: 'socket', apply: () => installSocketLayer({ router: this.router, onTunnel: (socket, account, proxy) => this.socketTunnels.track(socket, account, proxy) }) },
         { name: 'ownership-guard', apply: () => guardWith(this.leaks) },
         { name: 'undici-guard', apply: () => guardUndiciRequests() },
+        // An app's own undici Pool/Agent (any copy) serves each route on connections of its own.
+        { name: 'undici-partition', apply: () => installUndiciPartition({ routeKey: (t) => this.router.routeKey(t) }) },
         { name: 'http2-guard', apply: () => guardHttp2Sessions() },
         {
           name: 'child-process',

@@ -11,7 +11,7 @@
  * lie: the request APIs (request, stream, pipeline, upgrade, connect: what
  * ccxt uses) hand undici a handler that is an AsyncResource created in the
  * caller's context, which is asked first. Shared undici pools are kept apart
- * per route before they queue anything (layers/undici-copies), so this
+ * per route before they queue anything (guard/undici-partition), so this
  * guard is what catches a copy that could not be reached.
  */
 import { AsyncResource } from 'node:async_hooks';

@@ -12,6 +12,7 @@ import type { ConnectionPools } from '../pools/connection-pools.js';
 import type { Router } from '../routing/router.js';
 import { targetFromUrl } from '../routing/route.js';
 import { foldRepeatedContentLength } from './undici-headers.js';
+import { markPlumbing } from '../plumbing.js';
 
 const SYMBOLS = [Symbol.for('undici.globalDispatcher.1'), Symbol.for('undici.globalDispatcher.2')] as const;
 
@@ -61,7 +62,7 @@ export class RoutingDispatcher extends Dispatcher {
 
 /** Fails the request through undici's own machinery (a connect error), so every handler style and client sees a normal error. */
 function failingDispatcher(error: Error): Dispatcher {
-  const agent = new Agent({ connect: (_opts, cb) => cb(error, null) });
+  const agent = markPlumbing(new Agent({ connect: (_opts, cb) => cb(error, null) }));
   // The agent exists for this one request; drop its pool once it has failed.
   setImmediate(() => void agent.close().catch(() => undefined));
   return agent;
@@ -73,10 +74,17 @@ export class UndiciLayer {
 
   constructor(readonly dispatcher: RoutingDispatcher) {}
 
-  /** The dispatcher that was global before install: direct traffic keeps using it. */
+  /**
+   * The dispatcher that was global before install: direct traffic keeps using it.
+   * Only the Agent made here is marked as plumbing. A previous global
+   * dispatcher is the app's or undici's own object, which app code may also
+   * hold and use from a scope (`getGlobalDispatcher()` captured at load): it
+   * stays partitioned per route (guard/undici-partition.ts), so such a request
+   * never rides one of its unscoped direct connections.
+   */
   static previousDirect(): Dispatcher {
     const prev = (globalThis as Record<symbol, unknown>)[SYMBOLS[0]] as Dispatcher | undefined;
-    return prev && typeof prev.dispatch === 'function' ? prev : new Agent();
+    return prev && typeof prev.dispatch === 'function' ? prev : markPlumbing(new Agent());
   }
 
   install(): () => void {

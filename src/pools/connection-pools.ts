@@ -18,6 +18,7 @@ import { tunnelConnector } from './tunnel-connector.js';
 import { HttpTunnelAgent, HttpsTunnelAgent, type TunnelAgentOptions } from './tunnel-agents.js';
 import type { TunnelOpener } from '../routing/account-tunnels.js';
 import { claim } from '../guard/ownership.js';
+import { markPlumbing } from '../plumbing.js';
 
 export type OpenerFactory = (account: string, proxy: ProxyEndpoint) => TunnelOpener;
 
@@ -59,7 +60,8 @@ class ProxyConnections {
   }
 
   undici(): UndiciAgent {
-    return (this.dispatcher ??= new UndiciAgent({ connect: tunnelConnector({ ...this.tunnel, requestTls: this.requestTls }) }));
+    // Plumbing: already one (account, proxy) route; undici-partition must not split it again.
+    return (this.dispatcher ??= markPlumbing(new UndiciAgent({ connect: tunnelConnector({ ...this.tunnel, requestTls: this.requestTls }) })));
   }
 
   agent(secure: boolean): http.Agent {

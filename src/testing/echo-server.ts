@@ -4,6 +4,7 @@
  * came from, so a test can tell which egress (proxy, `egressIp`) it took.
  * It only accepts connections, it never opens any.
  */
+import { setMaxListeners } from 'node:events';
 import * as http from 'node:http';
 import * as http2 from 'node:http2';
 import * as https from 'node:https';
@@ -134,6 +135,8 @@ export async function startEchoServer(options: EchoServerOptions = {}): Promise<
   /** Open connections by "ip|port", so a TLS socket or an upgrade finds its peer entry. */
   const livePeers = new Map<string, EchoPeer>();
   const shutdown = new AbortController();
+  // Every delayed /stream waits on this one signal: many concurrent streams are normal, not a listener leak.
+  setMaxListeners(0, shutdown.signal);
   const wss = new WebSocketServer({ noServer: true });
 
   const handle = async (req: AnyRequest, res: AnyResponse): Promise<void> => {
