@@ -13,7 +13,7 @@ const shared: Options = {
   splitting: false,
   shims: false,
   outExtension: ({ format }) => ({ js: format === 'esm' ? '.mjs' : '.cjs' }),
-  // src/config/child-env.ts finds dist/ from `import.meta.url` in the ESM
+  // src/children/child-env.ts finds dist/ from `import.meta.url` in the ESM
   // build and `__filename` in the CJS one, where import.meta is empty on purpose.
   esbuildOptions(options) {
     options.logOverride = { ...options.logOverride, 'empty-import-meta': 'silent' };

@@ -27,6 +27,8 @@ export {
   EgressLeakError,
   findSessionProxyError,
 } from './errors.js';
-export { loadConfig, resolveConfig, registerEnvFor, workerOptionsFor } from './config/index.js';
-export type { LoadConfigOptions, RegisterEnvOptions } from './config/index.js';
+export { loadConfig, resolveConfig } from './config/index.js';
+export type { LoadConfigOptions } from './config/index.js';
+export { registerEnvFor, workerOptionsFor } from './children/index.js';
+export type { RegisterEnvOptions } from './children/index.js';
 export { enableDebugLogging, enableDebugLoggingFromEnv } from './debug.js';

@@ -15,7 +15,7 @@
  * The app reaches the manager with getManager(); its own install() fails
  * with AlreadyInstalledError.
  */
-import { preloadEntry } from './config/preload.js';
+import { preloadEntry } from './preload.js';
 
 declare const __filename: string | undefined;
 

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { loadConfig, resolveConfig } from '../../src/config/load.js';
 import { serializeConfig, MAX_CONFIG_JSON } from '../../src/config/serialize.js';
-import { nodeOptionsWithRegister, registerEnvFor, registerPaths, splitNodeOptions } from '../../src/config/child-env.js';
+import { nodeOptionsWithRegister, registerEnvFor, registerPaths, splitNodeOptions } from '../../src/children/child-env.js';
 import { ConfigError } from '../../src/errors.js';
 import { isProxyEndpoint, type ProxyEndpoint } from '../../src/proxy/endpoint.js';
 import { parseProxy } from '../../src/proxy/parse.js';

@@ -10,8 +10,8 @@ import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startEchoServer, startMockProxy, type EchoServer, type MockProxy } from '../../src/testing/index.js';
-import { registerEnvFor } from '../../src/config/child-env.js';
-import { workerOptionsFor } from '../../src/config/worker.js';
+import { registerEnvFor } from '../../src/children/child-env.js';
+import { workerOptionsFor } from '../../src/children/worker.js';
 import { cleanEnv, lastJson, needsDist, nodeMajor, root, run } from './support/run.js';
 
 const PASSWORD = 'pr3load-S3cret';

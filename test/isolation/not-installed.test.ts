@@ -59,11 +59,12 @@ describe('a manager that is not installed', () => {
   });
 
   it('uninstall() puts back the http Agent methods the partition replaced', async () => {
-    const before = { addRequest: http.Agent.prototype.addRequest, getName: http.Agent.prototype.getName };
+    const proto = http.Agent.prototype as unknown as Record<'addRequest' | 'getName', unknown>;
+    const before = { addRequest: proto.addRequest, getName: proto.getName };
     const m = new SessionProxyManager({ accounts: { alice: proxy.url } }).install();
-    expect(http.Agent.prototype.getName).not.toBe(before.getName);
+    expect(proto.getName).not.toBe(before.getName);
     await m.uninstall();
-    expect({ addRequest: http.Agent.prototype.addRequest, getName: http.Agent.prototype.getName }).toEqual(before);
+    expect({ addRequest: proto.addRequest, getName: proto.getName }).toEqual(before);
   });
 });
 

@@ -5,12 +5,12 @@
  * and NODE_OPTIONS gains the CJS one).
  */
 import { isMainThread } from 'node:worker_threads';
-import { state } from '../state.js';
-import { install } from '../global.js';
-import { ConfigError, SessionProxyError } from '../errors.js';
-import { enableDebugLoggingFromEnv } from '../debug.js';
-import { ACCOUNT_ENV, CONFIG_FILE_ENV, hasProxies, resolveConfig } from './load.js';
-import { splitNodeOptions } from './child-env.js';
+import { state } from './state.js';
+import { install } from './global.js';
+import { ConfigError, SessionProxyError } from './errors.js';
+import { enableDebugLoggingFromEnv } from './debug.js';
+import { ACCOUNT_ENV, CONFIG_FILE_ENV, hasProxies, resolveConfig } from './config/load.js';
+import { splitNodeOptions } from './children/child-env.js';
 
 const kRegistered = Symbol.for('session-proxy.register.v1');
 

@@ -23,8 +23,8 @@ import { state } from '../state.js';
 import { ConfigError } from '../errors.js';
 import type { ProxyEndpoint } from '../proxy/endpoint.js';
 import type { SessionProxyOptions } from '../options.js';
-import { ACCOUNT_ENV, CONFIG_JSON_ENV } from './load.js';
-import { serializeConfig } from './serialize.js';
+import { ACCOUNT_ENV, CONFIG_JSON_ENV } from '../config/load.js';
+import { serializeConfig } from '../config/serialize.js';
 
 declare const __filename: string | undefined;
 
