@@ -19,9 +19,12 @@
  * copy (which only global fetch/WebSocket use, and those go to our global
  * dispatcher anyway). Their Pools are still covered by the socket layer: each
  * connection is tunnelled by the async context that opened it, and the guard
- * in layers/socket/ownership.ts destroys a socket a request of another
- * account is sent on. That backstop refuses (LeakBlockedError); it never lets
- * the request leave from the wrong IP, but it cannot partition either.
+ * in guard/undici-requests.ts destroys a socket a request of another route
+ * is sent on (LeakBlockedError). It cannot partition, and it attributes a
+ * request by its handler's context (the request APIs) or, for `fetch`, by
+ * the context the request is created in — which for a request queued at
+ * such a Pool is the socket opener's: that one case can still ride the
+ * wrong connection (documented in the README's limits).
  */
 import Module from 'node:module';
 import * as ownUndici from 'undici';
