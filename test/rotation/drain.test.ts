@@ -327,6 +327,7 @@ describe('rotate() drains the account off the old proxy', () => {
       'fetch (library pool)': 'SP_ERR_DRAIN_TIMEOUT alice',
       'http2 stream': 'SP_ERR_DRAIN_TIMEOUT alice',
     });
+    console.info(`[drain] ${process.version}: drainTimeout ${drainTimeout} ms, long responses cut after ${cutAfter.join(', ')} ms`);
     expect(Math.min(...cutAfter)).toBeGreaterThanOrEqual(drainTimeout - 20);
     expect(Math.max(...cutAfter)).toBeLessThan(drainTimeout + 2_000);
     await until('the old proxy to have no connection left', () => old.openConnections() === 0);
