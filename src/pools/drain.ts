@@ -278,14 +278,9 @@ export class ConnectionDrain {
 
   /** drainTimeout ran out: cuts what is still running; a stream (an upgrade since) is left alone. */
   private cut(socket: Drained, error: Error): void {
-    if (socket.destroyed) return;
     const session = socket[kSession];
-    if (session && !session.destroyed) {
-      session.destroy(error);
-      return;
-    }
-    if (kindOf(socket) === 'stream' && !session) return;
-    socket.destroy(error);
+    if (session && !session.destroyed) session.destroy(error); // its streams see the error
+    else if (!socket.destroyed && kindOf(socket) !== 'stream') socket.destroy(error);
   }
 }
 
