@@ -148,9 +148,12 @@ export function formatEvent(name: DebugChannel | string, message: unknown): stri
       return `${account} → ${via} (${text(m.layer)}) ${text(m.target)}${decision}${reason}`;
     }
     case 'rotate': {
-      // RotateEvent { account, from, to, reason, closed }
-      const closed = typeof m.closed === 'number' && m.closed > 0 ? `, closed ${m.closed}` : '';
-      return `${account} ${proxyText(m.from)} → ${proxyText(m.to)} (${text(m.reason)}${closed})`;
+      // RotateEvent { account, from, to, reason, closed, drained, draining }
+      const counts = (['closed', 'drained', 'draining'] as const)
+        .filter((k) => typeof m[k] === 'number' && (m[k] as number) > 0)
+        .map((k) => `, ${k} ${m[k] as number}`)
+        .join('');
+      return `${account} ${proxyText(m.from)} → ${proxyText(m.to)} (${text(m.reason)}${counts})`;
     }
     case 'leak':
       // LeakEvent { account, target, layer, action, reason }

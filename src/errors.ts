@@ -114,6 +114,12 @@ export class ProxyUnavailableError extends SessionProxyError {
   override readonly code = 'SP_ERR_PROXY_UNAVAILABLE';
 }
 
+/** A request or stream still running on a connection drained off the account's old proxy after rotate() was cut when `drainTimeout` ran out. */
+export class DrainTimeoutError extends SessionProxyError {
+  static override readonly kind = 'DrainTimeoutError';
+  override readonly code = 'SP_ERR_DRAIN_TIMEOUT';
+}
+
 /** A connection would have left from the wrong IP (direct, or another account's proxy) and was refused. */
 export class LeakBlockedError extends SessionProxyError {
   static override readonly kind = 'LeakBlockedError';

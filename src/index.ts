@@ -22,6 +22,7 @@ export {
   ProxyConnectError,
   ProxyAuthError,
   ProxyUnavailableError,
+  DrainTimeoutError,
   LeakBlockedError,
   EgressMismatchError,
   EgressLeakError,

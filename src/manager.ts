@@ -21,6 +21,7 @@ import { Rotation, type MoveEvent } from './routing/rotation.js';
 import { SocketTunnelRegistry } from './layers/socket/tunnel-registry.js';
 import type { Target } from './routing/route.js';
 import { ConnectionPools } from './pools/connection-pools.js';
+import { ConnectionDrain } from './pools/drain.js';
 import { HealthRegistry } from './health/health-registry.js';
 import { TrafficStats } from './health/traffic-stats.js';
 import { installEnv } from './layers/env.js';
@@ -28,7 +29,7 @@ import { RoutingDispatcher, UndiciLayer } from './layers/undici.js';
 import { installHttp } from './layers/http.js';
 import { installSocketLayer } from './layers/socket/connect-hook.js';
 import { guardUndiciRequests } from './guard/undici-requests.js';
-import { guardWith } from './guard/ownership.js';
+import { guardWith, servedRoute } from './guard/ownership.js';
 import { guardHttp2Sessions } from './guard/http2-sessions.js';
 import { installHttpAgentPartition } from './layers/http-agents.js';
 import { LayerStack } from './layers/layer.js';
@@ -48,11 +49,20 @@ import type { ProxySpec, SessionProxyOptions } from './options.js';
 import { buildStats, type ManagerStats } from './health/stats.js';
 
 export interface RotateOptions {
-  /** Also destroy the account's long-lived sockets on the old proxy (WebSockets, socket-level tunnels). @default false */
+  /**
+   * Cut the account's connections on the old proxy at once — in-flight
+   * requests, WebSockets and other long-lived streams included — instead of
+   * draining them. @default false
+   */
   closeExisting?: boolean;
 }
 
-/** `rotate` event: account, from, to, reason (`manual` | `failover`), closed (sockets cut by closeExisting). */
+/**
+ * `rotate` event: account, from, to, reason (`manual` | `failover`), and the
+ * connections on the old proxy: `closed` (cut at once by closeExisting),
+ * `drained` (idle, closed at once), `draining` (finishing their requests or
+ * streams; cut after `drainTimeout`).
+ */
 export type RotateEvent = MoveEvent;
 
 export interface ProxyHealthEvent {
@@ -110,8 +120,9 @@ export class SessionProxyManager extends EventEmitter<SessionProxyEvents> {
   private undiciLayer: UndiciLayer | undefined;
   private idleSweep: NodeJS.Timeout | undefined;
   private readonly rotation: Rotation;
-  /** Socket-level tunnels by account, for rotate's closeExisting. */
+  /** Socket-level tunnels by account, for rotate() to drain or cut. */
   private readonly socketTunnels = new SocketTunnelRegistry();
+  private readonly drain: ConnectionDrain;
 
   constructor(options: SessionProxyOptions = {}) {
     super();
@@ -120,6 +131,9 @@ export class SessionProxyManager extends EventEmitter<SessionProxyEvents> {
     if (options.strategy !== undefined && !ROTATION_STRATEGIES.includes(options.strategy)) {
       throw new ConfigError(`strategy must be one of ${ROTATION_STRATEGIES.join(', ')}, got ${JSON.stringify(options.strategy)}`);
     }
+    const drainTimeout = options.drainTimeout ?? 30_000;
+    if (typeof drainTimeout !== 'number' || !(drainTimeout >= 0) || !Number.isFinite(drainTimeout)) throw new ConfigError(`drainTimeout must be a number of milliseconds >= 0`);
+    this.drain = new ConnectionDrain(drainTimeout, (socket) => servedRoute(socket) !== undefined);
     if (options.proxy !== undefined) this.accounts.set(DEFAULT_ACCOUNT, this.parsePool(DEFAULT_ACCOUNT, options.proxy));
     for (const [name, spec] of Object.entries(options.accounts ?? {})) {
       if (name === DEFAULT_ACCOUNT) throw new ConfigError(`account name "${DEFAULT_ACCOUNT}" is reserved for the default pool (option \`proxy\`)`);
@@ -136,8 +150,10 @@ export class SessionProxyManager extends EventEmitter<SessionProxyEvents> {
         },
         traffic: this.traffic,
         retire: (account, from, closeExisting) => {
-          const cut = this.connections.retire(account, from, closeExisting);
-          return closeExisting ? cut + this.socketTunnels.close(account, from) : cut;
+          const pools = this.connections.retire(account, from, closeExisting);
+          const sockets = closeExisting ? { drained: 0, draining: 0 } : this.drain.drain(this.socketTunnels.sockets(account, from), account, from);
+          const closed = pools.cut + (closeExisting ? this.socketTunnels.close(account, from) : 0);
+          return { closed, drained: pools.drained + sockets.drained, draining: pools.draining + sockets.draining };
         },
         moved: (event) => {
           publish('rotate', () => event);
@@ -163,7 +179,7 @@ export class SessionProxyManager extends EventEmitter<SessionProxyEvents> {
       },
       failed: (account, proxy, error) => this.onTunnelFailure(account, proxy, error),
     });
-    this.connections = new ConnectionPools((account, proxy) => this.tunnels.opener(account, proxy), options.requestTls);
+    this.connections = new ConnectionPools((account, proxy) => this.tunnels.opener(account, proxy), options.requestTls, drainTimeout);
     this.leaks = new LeakPolicy(options.strict ?? true, (event) => this.emit('leak', event));
     this.router = new Router({
       pools: this.accounts,
@@ -216,7 +232,8 @@ export class SessionProxyManager extends EventEmitter<SessionProxyEvents> {
         { name: 'undici-guard', apply: () => guardUndiciRequests() },
         // An app's own undici Pool/Agent (any copy) serves each route on connections of its own.
         { name: 'undici-partition', apply: () => installUndiciPartition({ routeKey: (t) => this.router.routeKey(t) }) },
-        { name: 'http2-guard', apply: () => guardHttp2Sessions() },
+        { name: 'http2-guard', apply: () => guardHttp2Sessions((session) => this.drain.session(session)) },
+        { name: 'drain', apply: () => this.drain.install() },
         {
           name: 'child-process',
           apply: () =>
@@ -336,8 +353,13 @@ export class SessionProxyManager extends EventEmitter<SessionProxyEvents> {
   /**
    * Moves `account` to the next proxy of its pool (per `strategy`, skipping
    * proxies that are down or held by another account); returns the new
-   * ProxyInfo. New requests use it at once; idle keep-alive sockets on the
-   * old proxy close; in-flight requests finish there.
+   * ProxyInfo. From then on no new request of the account leaves through the
+   * old proxy: its connections there are drained on every layer — idle ones
+   * close at once, busy ones when their request or stream completes (cut
+   * after `drainTimeout`); their clients reconnect through the new proxy.
+   * Raw sockets and WebSockets stay until their owner closes them, or
+   * `closeExisting` cuts everything at once.
+   * @throws ProxyUnavailableError when there is nowhere to go (one proxy; the others held or down)
    */
   async rotate(account: string = this.currentAccount() ?? DEFAULT_ACCOUNT, options: RotateOptions = {}): Promise<ProxyInfo> {
     this.requireInstalled('rotate');

@@ -106,4 +106,13 @@ export interface SessionProxyOptions {
    * @default 300000
    */
   idleTimeout?: number;
+  /**
+   * How long a connection drained off an account's old proxy by rotate() or
+   * failover may keep running its in-flight request or stream (an SSE feed,
+   * a gRPC server stream, a long download) before it is cut with
+   * DrainTimeoutError (ms). Idle connections close at once; `0` cuts busy
+   * ones at once too.
+   * @default 30000
+   */
+  drainTimeout?: number;
 }

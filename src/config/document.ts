@@ -79,6 +79,7 @@ export const PASS_THROUGH: Readonly<Record<string, { expected: string; ok: (v: u
   verifyEvery: { expected: 'a positive number of milliseconds', ok: (v) => typeof v === 'number' && Number.isFinite(v) && v > 0 },
   onMismatch: { expected: 'a string ("error" or "quarantine")', ok: (v) => typeof v === 'string' && v !== '' },
   idleTimeout: { expected: 'a number of milliseconds >= 0', ok: (v) => typeof v === 'number' && Number.isFinite(v) && v >= 0 },
+  drainTimeout: { expected: 'a number of milliseconds >= 0', ok: (v) => typeof v === 'number' && Number.isFinite(v) && v >= 0 },
 };
 
 const FILE_KEYS = [

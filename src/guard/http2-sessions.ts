@@ -5,14 +5,15 @@
  * (outside scopes: the default route). One created for another route than
  * the session's connection serves throws LeakBlockedError — grpc-js and got
  * report it as that request's error — and the session itself, which its own
- * route may be using, is left alone.
+ * route may be using, is left alone. `observe` is shown every session
+ * (rotation's drain counts their streams).
  */
 import http2 from 'node:http2';
 import { state } from '../state.js';
 import { crossRoute, routeOfRequest, servedRoute } from './ownership.js';
 import { patch } from '../layers/layer.js';
 
-export function guardHttp2Sessions(): () => void {
+export function guardHttp2Sessions(observe?: (session: http2.ClientHttp2Session) => void): () => void {
   const original = http2.connect;
   const hooked = function connect(this: unknown, ...args: unknown[]) {
     const session = (original as (...a: unknown[]) => http2.ClientHttp2Session).apply(this, args);
@@ -26,6 +27,7 @@ export function guardHttp2Sessions(): () => void {
       }
       return (request as (...x: unknown[]) => http2.ClientHttp2Stream).apply(this, a);
     } as http2.ClientHttp2Session['request'];
+    observe?.(session);
     return session;
   };
   return patch(http2, 'connect', hooked, { esm: true });

@@ -6,14 +6,17 @@
  * account's request.
  *
  * Retiring a pool (rotate, removeAccount, uninstall) closes its idle sockets
- * at once and lets in-flight requests finish on the old proxy; `destroy`
- * also cuts long-lived sockets (WebSockets, streams).
+ * at once and lets in-flight requests finish on the old proxy — for at most
+ * `drainTimeout` on rotate and removal, then they are cut with
+ * DrainTimeoutError; `cutLongLived` also cuts long-lived sockets (WebSockets,
+ * CONNECT tunnels) at once.
  */
 import type { Socket } from 'node:net';
 import type { ConnectionOptions } from 'node:tls';
 import { Agent as UndiciAgent, type Dispatcher } from 'undici';
 import type * as http from 'node:http';
 import type { ProxyEndpoint } from '../proxy/endpoint.js';
+import { DrainTimeoutError } from '../errors.js';
 import { tunnelConnector } from './tunnel-connector.js';
 import { HttpTunnelAgent, HttpsTunnelAgent, type TunnelAgentOptions } from './tunnel-agents.js';
 import type { TunnelOpener } from '../routing/account-tunnels.js';
@@ -70,15 +73,33 @@ class ProxyConnections {
 
   /**
    * Closes idle sockets now; in-flight requests finish, then their sockets
-   * close. `cutLongLived` also destroys the sockets the pools no longer own
+   * close; with a `drainTimeout`, those still running then are cut.
+   * `cutLongLived` also destroys the sockets the pools no longer own
    * (upgraded WebSockets, CONNECT tunnels) — the long-lived ones a rotation
-   * must move. Returns how many were cut.
+   * must move. Returns how many were cut, closed idle, and left draining.
    */
-  retire(cutLongLived: boolean): { cut: number; closed: Promise<void> } {
+  retire(cutLongLived: boolean, drainTimeout?: number): { cut: number; drained: number; draining: number; closed: Promise<void> } {
+    let drained = 0;
+    let draining = 0;
     for (const agent of [this.httpAgent, this.httpsAgent]) {
       if (!agent) continue;
       agent.keepSocketAlive = () => false;
-      for (const list of Object.values(agent.freeSockets)) for (const s of list ?? []) s.destroy();
+      for (const list of Object.values(agent.freeSockets)) {
+        for (const s of list ?? []) {
+          s.destroy();
+          drained++;
+        }
+      }
+      for (const list of Object.values(agent.sockets)) draining += list?.length ?? 0;
+    }
+    for (const stats of Object.values(this.dispatcher?.stats ?? {})) {
+      if ('free' in stats) {
+        drained += stats.free;
+        draining += stats.connected - stats.free;
+      } else if (stats.connected) {
+        if (stats.running > 0) draining++;
+        else drained++;
+      }
     }
     let cut = 0;
     if (cutLongLived) {
@@ -90,14 +111,37 @@ class ProxyConnections {
     }
     // In-flight requests finish on the old proxy; nobody needs to wait for them here.
     const closed = this.dispatcher ? this.dispatcher.close().catch(() => undefined) : Promise.resolve();
-    return { cut, closed };
+    if (drainTimeout !== undefined && draining > 0) this.cutAfter(drainTimeout, closed);
+    return { cut, drained, draining, closed };
+  }
+
+  /** After `ms`, cuts what is still running (long-lived sockets excepted: those only closeExisting cuts). */
+  private cutAfter(ms: number, closed: Promise<void>): void {
+    const timer = setTimeout(() => {
+      const error = new DrainTimeoutError(`cut ${ms} ms after the account moved off this proxy (drainTimeout)`, { account: this.account, proxy: this.proxy });
+      this.dispatcher?.destroy(error).catch(() => undefined);
+      for (const s of this.sockets) if (!detached(s)) s.destroy(error);
+    }, ms);
+    timer.unref();
+    // Cleared once everything finished in time (the undici pool closed, no http request left).
+    let undiciDone = false;
+    const agentsIdle = (): boolean => [this.httpAgent, this.httpsAgent].every((a) => !a || Object.values(a.sockets).every((l) => !l?.length));
+    const check = (): void => {
+      if (undiciDone && agentsIdle()) clearTimeout(timer);
+    };
+    void closed.then(() => {
+      undiciDone = true;
+      check();
+    });
+    for (const s of this.sockets) s.once('close', check);
   }
 }
 
 export class ConnectionPools {
   private readonly pools = new Map<string, ProxyConnections>();
 
-  constructor(private readonly openerFor: OpenerFactory, private readonly requestTls?: ConnectionOptions) {}
+  /** `drainTimeout`: how long a retired pool's in-flight requests may run before they are cut (ms; undefined: no bound). */
+  constructor(private readonly openerFor: OpenerFactory, private readonly requestTls?: ConnectionOptions, private readonly drainTimeout?: number) {}
 
   private of(account: string, proxy: ProxyEndpoint): ProxyConnections {
     const key = `${account}\0${proxy.identityKey}`;
@@ -120,17 +164,21 @@ export class ConnectionPools {
 
   /**
    * Retires the pools of `account` (all of them, or only those of `proxy`):
-   * returns at once with the number of long-lived sockets cut; in-flight
-   * requests finish on the old proxy in the background.
+   * returns at once with the number of long-lived sockets cut, idle sockets
+   * closed and busy ones left draining; in-flight requests finish on the old
+   * proxy in the background, for at most `drainTimeout`.
    */
-  retire(account: string, proxy?: ProxyEndpoint, cutLongLived = false): number {
-    let cut = 0;
+  retire(account: string, proxy?: ProxyEndpoint, cutLongLived = false): { cut: number; drained: number; draining: number } {
+    const total = { cut: 0, drained: 0, draining: 0 };
     for (const [key, pool] of this.pools) {
       if (pool.account !== account || (proxy && pool.proxy.identityKey !== proxy.identityKey)) continue;
       this.pools.delete(key);
-      cut += pool.retire(cutLongLived).cut;
+      const r = pool.retire(cutLongLived, this.drainTimeout);
+      total.cut += r.cut;
+      total.drained += r.drained;
+      total.draining += r.draining;
     }
-    return cut;
+    return total;
   }
 
   /** Retires every pool and waits until in-flight requests have finished (uninstall). */

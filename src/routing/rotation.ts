@@ -19,20 +19,29 @@ export interface RotationOptions {
   readonly failover: boolean | undefined;
 }
 
-export interface MoveEvent {
+/** What a move did to the account's open connections on the proxy it left. */
+export interface RetireCounts {
+  /** Cut at once by `closeExisting`. */
+  readonly closed: number;
+  /** Idle, closed at once. */
+  readonly drained: number;
+  /** Busy: they close when their request or stream completes, or are cut after `drainTimeout`. */
+  readonly draining: number;
+}
+
+export interface MoveEvent extends RetireCounts {
   readonly account: string;
   readonly from: ProxyInfo;
   readonly to: ProxyInfo;
   readonly reason: 'manual' | 'failover';
-  readonly closed: number;
 }
 
 export interface RotationDeps {
   readonly accounts: AccountPools;
   readonly health: HealthRegistry;
   readonly traffic: TrafficStats;
-  /** Retires the account's pools on `from` (closing long-lived sockets too when asked); returns how many were cut. */
-  readonly retire: (account: string, from: ProxyEndpoint, closeExisting: boolean) => number;
+  /** Moves the account's connections off `from`: drains them, or cuts them at once with closeExisting. */
+  readonly retire: (account: string, from: ProxyEndpoint, closeExisting: boolean) => RetireCounts;
   readonly moved: (event: MoveEvent) => void;
 }
 
@@ -67,11 +76,16 @@ export class Rotation {
     return new ProxyUnavailableError(`every proxy of the pool is down: ${this.describe(pool)}`, { account });
   }
 
-  /** Manual rotate(): ProxyUnavailableError when a pool of 2+ has nowhere to go. */
+  /**
+   * Manual rotate(): ProxyUnavailableError when there is nowhere to go (a
+   * one-proxy pool, or every other proxy held by another account or down),
+   * never a silent stay on the same proxy.
+   */
   rotate(account: string, closeExisting: boolean): ProxyEndpoint {
     const pool = this.deps.accounts.require(account);
-    if (pool.proxies.length > 1 && this.nextIndex(pool) === undefined) {
-      throw new ProxyUnavailableError(`no other proxy of the pool is available: ${this.describe(pool)}`, { account });
+    if (this.nextIndex(pool) === undefined) {
+      const why = pool.proxies.length === 1 ? `the pool has one proxy, ${pool.proxies[0]}` : `no other proxy of the pool is available: ${this.describe(pool)}`;
+      throw new ProxyUnavailableError(`cannot rotate: ${why}`, { account });
     }
     return this.move(account, 'manual', closeExisting);
   }
@@ -84,13 +98,17 @@ export class Rotation {
     }
   }
 
+  /** Each proxy with why it is or is not a place to go: `p (active, up); q (up, held by "bob"); r (cooldown, next probe in 850 ms)`. */
   private describe(pool: AccountPool): string {
     return pool.proxies
-      .map((p) => {
+      .map((p, index) => {
         const h = this.deps.health.of(p);
-        if (h.status === 'up') return `${p} (up)`;
-        const due = h.status === 'probing' ? 'probing now' : `next probe in ${Math.max(0, h.cooldownUntil - Date.now())} ms`;
-        return `${p} (${h.status}, ${due})`;
+        const notes: string[] = index === pool.active ? ['active'] : [];
+        if (h.status === 'up') notes.push('up');
+        else notes.push(`${h.status}, ${h.status === 'probing' ? 'probing now' : `next probe in ${Math.max(0, h.cooldownUntil - Date.now())} ms`}`);
+        const holders = this.o.exclusive ? this.deps.accounts.holders(p.identityKey).filter((a) => a !== pool.name) : [];
+        if (holders.length) notes.push(`held by ${holders.map((a) => `"${a}"`).join(', ')}`);
+        return `${p} (${notes.join(', ')})`;
       })
       .join('; ');
   }
@@ -117,8 +135,8 @@ export class Rotation {
     // Switch first, synchronously: requests created from now on use the new proxy.
     pool.active = next;
     const to = pool.proxies[next];
-    const closed = this.deps.retire(account, from, closeExisting);
-    this.deps.moved({ account, from: from.info(), to: to.info(), reason, closed });
+    const counts = this.deps.retire(account, from, closeExisting);
+    this.deps.moved({ account, from: from.info(), to: to.info(), reason, ...counts });
     return to;
   }
 }

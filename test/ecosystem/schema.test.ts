@@ -75,7 +75,7 @@ describe('schema and validator agree', () => {
     { proxy: ['10.0.0.1:8080', { url: 'socks5h://10.0.0.2:1080', password: '${P}' }] },
     { proxyList: 'list.txt', accounts: { a: { proxyList: ['list.txt'] }, b: { proxies: 'HTTP://10.0.0.3:1' } } },
     { accounts: { 'my bot': 'socks4a://u@10.0.0.4:1080' }, noProxy: '' },
-    { requestTls: { ca: ['x'], rejectUnauthorized: false, servername: 'h' }, idleTimeout: 0, verifyEvery: 1, egressEndpoints: ['http://127.0.0.1/ip'] },
+    { requestTls: { ca: ['x'], rejectUnauthorized: false, servername: 'h' }, idleTimeout: 0, drainTimeout: 0, verifyEvery: 1, egressEndpoints: ['http://127.0.0.1/ip'] },
     { strategy: 'random', balance: 'sticky', health: {}, healthCheck: { interval: 1 }, onMismatch: 'error', failover: false, exclusive: true, verifyOnStart: true, verifyOnRotate: false },
   ];
   const bad: unknown[] = [
@@ -107,6 +107,8 @@ describe('schema and validator agree', () => {
     { requestTls: { cert: 'x' } },
     { requestTls: { ca: 5 } },
     { idleTimeout: -1 },
+    { drainTimeout: -1 },
+    { drainTimeout: '30s' },
     { verifyEvery: 0 },
     { strategy: '' },
     { strategy: 5 },

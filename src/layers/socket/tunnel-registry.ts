@@ -1,7 +1,8 @@
 /**
- * The socket layer's open tunnels, by account and proxy, so that
- * rotate(account, { closeExisting: true }) can cut the ones inside other
- * libraries' pools (ccxt's agent, an app's undici.Pool, http2 sessions).
+ * The socket layer's open tunnels, by account and proxy, so that rotate()
+ * can move the ones inside other libraries' pools (ccxt's agent, an app's
+ * undici.Pool, http2 sessions): drain them (pools/drain.ts), or cut them at
+ * once with `closeExisting: true`.
  */
 import type { Socket } from 'node:net';
 import type { ProxyEndpoint } from '../../proxy/endpoint.js';
@@ -20,14 +21,17 @@ export class SocketTunnelRegistry {
     });
   }
 
+  /** The account's open tunnels through `proxy`. */
+  sockets(account: string, proxy: ProxyEndpoint): Socket[] {
+    const out: Socket[] = [];
+    for (const [socket, through] of this.byAccount.get(account) ?? []) if (through.identityKey === proxy.identityKey) out.push(socket);
+    return out;
+  }
+
   /** Destroys the account's tunnels through `proxy`; returns how many. */
   close(account: string, proxy: ProxyEndpoint): number {
-    let n = 0;
-    for (const [socket, through] of this.byAccount.get(account) ?? []) {
-      if (through.identityKey !== proxy.identityKey) continue;
-      socket.destroy();
-      n++;
-    }
-    return n;
+    const sockets = this.sockets(account, proxy);
+    for (const socket of sockets) socket.destroy();
+    return sockets.length;
   }
 }
