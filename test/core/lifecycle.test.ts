@@ -82,11 +82,30 @@ describe('install / uninstall', () => {
     expect(() => new SessionProxyManager({ accounts: { alice: [] } })).toThrow(/empty proxy pool/);
   });
 
-  it('uninstall lets an in-flight request finish', async () => {
+  it('uninstall lets an in-flight request finish through the proxy; requests after it go direct', async () => {
     const m = new SessionProxyManager({ accounts: { alice: proxy.url }, noProxy: [] }).install();
-    const pending = m.withProxy('alice', () => fetch(`${echo.httpUrl}/stream?chunks=5&size=10`).then((r) => r.text()));
-    await new Promise((r) => setTimeout(r, 5));
-    await m.uninstall();
-    expect((await pending).length).toBeGreaterThan(0);
+    try {
+      const logBefore = proxy.log.length;
+      const requestsBefore = echo.requests.length;
+      // Five chunks 40 ms apart: once the headers are in, the body is still streaming for ~160 ms.
+      const res = await m.withProxy('alice', () => fetch(`${echo.httpUrl}/stream?chunks=5&size=10&delay=40`));
+      let finished = false;
+      const body = res.text().finally(() => (finished = true));
+      expect(finished).toBe(false);
+      await m.uninstall();
+      expect(await body).toBe('abcde'.split('').map((c) => c.repeat(10)).join(''));
+      // It was the proxy's request, not a direct one: the echo server saw alice's egress, the proxy logged it.
+      const streamed = echo.requests.slice(requestsBefore).filter((r) => r.path.startsWith('/stream'));
+      expect(streamed.map((r) => r.ip)).toEqual(['127.0.0.2']);
+      const tunnels = proxy.log.slice(logBefore);
+      expect(tunnels.map((e) => e.targetPort)).toEqual([echo.httpPort]);
+      expect(tunnels[0]!.status).not.toBe('error');
+      // Uninstalled: the next request goes direct, and the proxy sees nothing more.
+      const after = (await (await fetch(`${echo.httpUrl}/after-uninstall`)).json()) as { ip: string };
+      expect(after.ip).toBe('127.0.0.1');
+      expect(proxy.log.length).toBe(logBefore + 1);
+    } finally {
+      await m.uninstall();
+    }
   });
 });

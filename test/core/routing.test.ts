@@ -3,6 +3,7 @@
  * on its own mock proxy with its own egress address, `noProxy: []` so that
  * loopback targets are routed too.
  */
+import diagnostics from 'node:diagnostics_channel';
 import https from 'node:https';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import axios from 'axios';
@@ -10,6 +11,9 @@ import { SessionProxyManager } from '../../src/index.js';
 import { startMockProxy, testCa } from '../../src/testing/index.js';
 import { httpsGetJson, sequentialPeers, startScenario, type Scenario } from '../support/scenario.js';
 import { httpClients } from '../support/http-clients.js';
+
+const SYMBOLS = [Symbol.for('undici.globalDispatcher.1'), Symbol.for('undici.globalDispatcher.2')] as const;
+const g = globalThis as unknown as Record<symbol, unknown>;
 
 const EGRESS = { alice: '127.0.0.2', bob: '127.0.0.3', default: '127.0.0.4' } as const;
 type Who = keyof typeof EGRESS;
@@ -120,10 +124,41 @@ describe('scopes', () => {
   });
 
   it('re-asserts the global dispatcher when another copy of undici replaced it', async () => {
-    const { Agent, setGlobalDispatcher } = await import('undici');
-    setGlobalDispatcher(new Agent());
-    const r = await manager.withProxy('alice', async () => (await fetch(`${world.echo.httpUrl}/re`)).json() as Promise<{ ip: string }>);
-    expect(r.ip).toBe(EGRESS.alice);
+    // Without the re-assertion the replaced Agent would still be tunnelled by
+    // the socket layer (same egress), so the egress alone proves nothing: what
+    // only the routing dispatcher gives is an 'undici' route decision, the
+    // routing dispatcher back at both symbols, and the replacement unused.
+    const routing = g[SYMBOLS[0]];
+    expect(g[SYMBOLS[1]]).toBe(routing);
+    const { Agent, setGlobalDispatcher, getGlobalDispatcher } = await import('undici');
+    const replacement = new Agent();
+    let replacementDispatches = 0;
+    const dispatch = replacement.dispatch.bind(replacement);
+    replacement.dispatch = (opts, handler) => {
+      replacementDispatches++;
+      return dispatch(opts, handler);
+    };
+    const routes: Array<{ layer: string; account?: string; target: string; decision: string }> = [];
+    const onRoute = (m: unknown): void => void routes.push(m as (typeof routes)[number]);
+    diagnostics.subscribe('session-proxy:route', onRoute);
+    try {
+      setGlobalDispatcher(replacement);
+      // Precondition: the other copy did replace it, under both symbols.
+      expect(getGlobalDispatcher()).toBe(replacement);
+      expect(g[SYMBOLS[1]]).toBe(replacement);
+      const r = await manager.withProxy('alice', async () => (await fetch(`${world.echo.httpUrl}/re`)).json() as Promise<{ ip: string }>);
+      expect(r.ip).toBe(EGRESS.alice);
+      const target = `127.0.0.1:${world.echo.httpPort}`;
+      expect(routes.filter((e) => e.target === target)).toEqual([expect.objectContaining({ layer: 'undici', account: 'alice', decision: 'proxy' })]);
+      expect(replacementDispatches).toBe(0);
+      expect(g[SYMBOLS[0]]).toBe(routing);
+      expect(g[SYMBOLS[1]]).toBe(routing);
+    } finally {
+      diagnostics.unsubscribe('session-proxy:route', onRoute);
+      // Leave the file's later tests the routing dispatcher even when this one failed.
+      for (const s of SYMBOLS) if (g[s] !== routing) g[s] = routing;
+      await replacement.close();
+    }
   });
 });
 

@@ -72,7 +72,19 @@ describe('egress per account (testing kit example)', () => {
     expect([a, b]).toEqual(['127.0.0.2', '127.0.0.3']);
   });
 
-  it('nothing reached the echo server directly', () => {
+  it('nothing reached the echo server directly', async () => {
+    // Traffic of its own, so the test means something when run alone.
+    const peersBefore = echo.peers.length;
+    const requestsBefore = echo.requests.length;
+    const clients = [ipViaFetch, ipViaHttp, ipViaWebSocket];
+    const ips = await Promise.all([...clients.map((c) => withProxy('alice', c)), ...clients.map((c) => withProxy('bob', c))]);
+    expect(ips).toEqual([...Array(3).fill('127.0.0.2'), ...Array(3).fill('127.0.0.3')]);
+    // Positive control: the echo server saw these six requests (and the connections they came on).
+    const requests = echo.requests.slice(requestsBefore);
+    expect(requests).toHaveLength(6);
+    expect(requests.map((r) => r.ip).sort()).toEqual(['127.0.0.2', '127.0.0.2', '127.0.0.2', '127.0.0.3', '127.0.0.3', '127.0.0.3']);
+    expect(echo.peers.length).toBeGreaterThan(peersBefore);
+    // A direct connection would come from 127.0.0.1: none, from this test or any earlier one.
     expect(echo.peers.map((p) => p.ip)).not.toContain('127.0.0.1');
   });
 

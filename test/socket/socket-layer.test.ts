@@ -74,16 +74,39 @@ describe('socket-level coverage', () => {
   });
 
   it('concurrent requests of two accounts queued on one shared Client never leave from the other\'s IP', async () => {
+    // A Client is one connection: it serves its first route (alice, i = 0) and
+    // refuses every other route's request (guard/undici-partition.ts). Every
+    // request blocked, or bob's served from alice's IP, must both fail here.
+    const peersBefore = echo.peers.length;
+    const requestsBefore = echo.requests.length;
+    const bobLogBefore = proxies.bob.log.length;
     const shared = new Client(echo.httpUrl, { pipelining: 1 });
     const jobs = Array.from({ length: 12 }, (_, i) => {
       const who: Who = i % 2 ? 'bob' : 'alice';
       return manager
         .withProxy(who, () => shared.request({ path: `/queued-${i}`, method: 'GET' }))
-        .then(async (r) => (((await r.body.json()) as { ip: string }).ip === EGRESS[who] ? 'right' : 'WRONG'))
-        .catch((err: unknown) => (findSessionProxyError(err) instanceof LeakBlockedError ? 'blocked' : `other ${String(err)}`));
+        .then(async (r) => ({ who, i, ip: ((await r.body.json()) as { ip: string }).ip }))
+        .catch((err: unknown) => ({ who, i, error: findSessionProxyError(err) ?? err }));
     });
     const outcomes = await Promise.all(jobs);
     await shared.destroy();
-    expect(outcomes.filter((o) => o !== 'right' && o !== 'blocked')).toEqual([]);
+    const alice = outcomes.filter((o) => o.who === 'alice');
+    const bob = outcomes.filter((o) => o.who === 'bob');
+    // The home route: every request answered, from alice's egress.
+    expect(alice.map((o) => ('ip' in o ? o.ip : String(o.error)))).toEqual(Array(6).fill(EGRESS.alice));
+    // The other route: every request refused with the typed error (for bob), none answered.
+    for (const o of bob) {
+      expect('error' in o ? o.error : `answered from ${o.ip}`).toBeInstanceOf(LeakBlockedError);
+      expect((o as { error: LeakBlockedError }).error.account).toBe('bob');
+    }
+    // What the echo server saw: alice's six requests and nothing else, none from another IP.
+    const seen = echo.requests.slice(requestsBefore).filter((r) => r.path.startsWith('/queued-'));
+    expect(seen.map((r) => r.path).sort()).toEqual([0, 2, 4, 6, 8, 10].map((i) => `/queued-${i}`).sort());
+    expect(new Set(seen.map((r) => r.ip))).toEqual(new Set([EGRESS.alice]));
+    // Refused before it reached the connection: alice's one connection was never torn down for bob.
+    expect(echo.peers.slice(peersBefore).map((p) => p.ip)).toEqual([EGRESS.alice]);
+    expect(new Set(seen.map((r) => r.port)).size).toBe(1);
+    // Bob's proxy was never asked for the echo server.
+    expect(proxies.bob.log.slice(bobLogBefore).filter((e) => e.targetPort === echo.httpPort)).toEqual([]);
   });
 });
