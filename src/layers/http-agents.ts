@@ -35,7 +35,10 @@ export function installHttpAgentPartition(router: Router): Restore {
     if (!mark) {
       const secure = (this as { protocol?: string }).protocol === 'https:';
       const account = router.currentAccount();
-      mark = { route: router.routeKey(requestTarget(options, secure), account), account, decided: false };
+      const route = router.routeKey(requestTarget(options, secure), account);
+      // Bypass connections serve everyone: nothing to key or check.
+      if (route === BYPASS_ROUTE) return addRequest.call(this, req, options, ...rest);
+      mark = { route, account, decided: false };
       options = withRouteMark(options, mark);
     }
     tagRequest(req, mark.route);

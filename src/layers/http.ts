@@ -20,7 +20,7 @@ import { state } from '../state.js';
 import { isMarkedPlumbing } from '../plumbing.js';
 import type { ConnectionPools } from '../pools/connection-pools.js';
 import type { Router } from '../routing/router.js';
-import type { Target } from '../routing/route.js';
+import { BYPASS_ROUTE, type Target } from '../routing/route.js';
 import { normalizeRequestArgs, requestTarget, type RequestOptions, type ResponseCallback } from './http-args.js';
 import { recoverProxiedTarget } from './env-proxied.js';
 import { connectViaAccountProxy } from './connect-rewrite.js';
@@ -84,8 +84,12 @@ export function installHttp(deps: HttpLayerDeps): Restore {
 function send(deps: HttpLayerDeps, original: RequestFn, secure: boolean, options: RequestOptions, callback: ResponseCallback | undefined, target: Target): http.ClientRequest {
   const action = deps.router.decide(target, 'http');
   if (action.kind === 'fail') return failWith(original, options, callback, action.error);
-  // Marked as decided, so the socket hook only records the route this connection serves.
-  if (action.kind === 'pass') return original(withRouteMark(options, { route: action.route, account: deps.router.currentAccount(), decided: true }), callback);
+  if (action.kind === 'pass') {
+    // Bypass connections serve everyone: nothing to record. Otherwise marked as decided, so the
+    // socket hook only records the route the connection serves.
+    if (action.route === BYPASS_ROUTE) return original(options, callback);
+    return original(withRouteMark(options, { route: action.route, account: deps.router.currentAccount(), decided: true }), callback);
+  }
   const routed: RequestOptions = { ...inheritAgentTls(options, secure, deps.requestTls), agent: deps.pools.agent(action.account, action.proxy, secure) };
   delete (routed as { createConnection?: unknown }).createConnection;
   return original(routed, callback);
