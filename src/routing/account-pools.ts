@@ -112,7 +112,7 @@ export class AccountPools {
    * (a connection there would leave through someone else's proxy); `owner`
    * undefined: any configured proxy.
    */
-  proxyAt(target: Target, owner: string | undefined): ProxyEndpoint | undefined {
+  proxyAt(target: Target, owner: string | undefined): { proxy: ProxyEndpoint; pool: string } | undefined {
     if (!this.isProxyAddress(target)) return undefined;
     const host = target.host.toLowerCase();
     const at = (p: ProxyEndpoint): boolean => p.host === host && p.port === target.port;
@@ -121,7 +121,7 @@ export class AccountPools {
     if (pool && at(pool.proxies[pool.active])) return undefined;
     for (const other of this.pools.values()) {
       const found = other.proxies.find(at);
-      if (found) return found;
+      if (found) return { proxy: found, pool: other.name };
     }
     return undefined;
   }

@@ -93,7 +93,8 @@ export class Router {
     if (this.o.pools.isProxyAddress(target)) {
       const foreign = this.o.pools.proxyAt(target, owner);
       if (!foreign) return this.report(target, layer, account, { kind: 'pass', route }, 'own-proxy');
-      return this.leak(target, layer, account, route, `connection to another account's proxy ${foreign}`);
+      const whose = foreign.pool === DEFAULT_ACCOUNT ? "the default route's proxy" : foreign.pool === owner ? `a proxy of the pool other than its active one` : `account "${foreign.pool}"'s proxy`;
+      return this.leak(target, layer, account, route, `connection to ${whose} ${foreign.proxy} (a client dialing a proxy itself, e.g. one read from HTTP(S)_PROXY or an http.Agent with proxyEnv / NODE_USE_ENV_PROXY)`);
     }
     if (owner === undefined) {
       if (this.o.requireScope) return this.leak(target, layer, account, route, 'traffic outside any withProxy scope is refused (requireScope: true)');

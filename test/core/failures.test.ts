@@ -117,7 +117,7 @@ describe('leak policy', () => {
     const { ProxyAgent } = await import('undici');
     const viaDefault = new ProxyAgent(other.url);
     const peersBefore = echo.peers.length;
-    await expectTyped(manager.withProxy('alice', () => fetch(`${echo.httpUrl}/foreign`, { dispatcher: viaDefault } as unknown as RequestInit)), LeakBlockedError, /another account's proxy/);
+    await expectTyped(manager.withProxy('alice', () => fetch(`${echo.httpUrl}/foreign`, { dispatcher: viaDefault } as unknown as RequestInit)), LeakBlockedError, /the default route's proxy/);
     expect(echo.peers.length).toBe(peersBefore);
     expect(other.log).toEqual([]);
     await viaDefault.close();
