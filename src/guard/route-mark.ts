@@ -27,3 +27,26 @@ export function withRouteMark<T extends object>(options: T, mark: RouteMark): T 
 export function routeMarkOf(options: unknown): RouteMark | undefined {
   return options !== null && typeof options === 'object' ? ((options as Record<symbol, unknown>)[kRouteMark] as RouteMark | undefined) : undefined;
 }
+
+/**
+ * The same, for a connection opened synchronously inside `fn` (an undici
+ * dispatcher connects within `dispatch()` when it has no idle socket), whose
+ * connect options the layer cannot reach. Like the plumbing depth counter,
+ * deliberately not an async context: it must not leak into callbacks.
+ */
+let decidedNow: RouteMark | undefined;
+
+export function withDecided<T>(mark: RouteMark, fn: () => T): T {
+  const outer = decidedNow;
+  decidedNow = mark;
+  try {
+    return fn();
+  } finally {
+    decidedNow = outer;
+  }
+}
+
+/** The route mark for a connection being made now: on its options, or from an enclosing withDecided. */
+export function routeMarkFor(options: unknown): RouteMark | undefined {
+  return routeMarkOf(options) ?? decidedNow;
+}

@@ -13,6 +13,7 @@ import type { Router } from '../routing/router.js';
 import { targetFromUrl } from '../routing/route.js';
 import { foldRepeatedContentLength } from './undici-headers.js';
 import { markPlumbing } from '../plumbing.js';
+import { withDecided } from '../guard/route-mark.js';
 
 const SYMBOLS = [Symbol.for('undici.globalDispatcher.1'), Symbol.for('undici.globalDispatcher.2')] as const;
 
@@ -29,14 +30,13 @@ export class RoutingDispatcher extends Dispatcher {
   }
 
   override dispatch(opts: Options, handler: Handler): boolean {
-    return this.choose(opts).dispatch(foldRepeatedContentLength(opts), handler);
-  }
-
-  private choose(opts: Options): Dispatcher {
+    const folded = foldRepeatedContentLength(opts);
     const action = this.router.decide(targetFromUrl(String(opts.origin)), 'undici');
-    if (action.kind === 'tunnel') return this.pools.dispatcher(action.account, action.proxy);
-    if (action.kind === 'fail') return failingDispatcher(action.error);
-    return this.direct;
+    if (action.kind === 'tunnel') return this.pools.dispatcher(action.account, action.proxy).dispatch(folded, handler);
+    if (action.kind === 'fail') return failingDispatcher(action.error).dispatch(folded, handler);
+    // Passed: a connection the direct dispatcher opens now serves this route and is not decided again.
+    const mark = { route: action.route, account: this.router.currentAccount(), decided: true };
+    return withDecided(mark, () => this.direct.dispatch(folded, handler));
   }
 
   override close(): Promise<void>;

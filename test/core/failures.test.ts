@@ -108,7 +108,8 @@ describe('leak policy', () => {
     manager.on('leak', (e) => leaks.push(e));
     const r = (await (await fetch(`${echo.httpUrl}/direct`)).json()) as { ip: string };
     expect(r.ip).toBe('127.0.0.1');
-    expect(leaks[0]).toMatchObject({ layer: 'undici', action: 'direct', account: undefined });
+    // One leak event for one connection: the undici layer decided it; the socket hook only records its route.
+    expect(leaks).toEqual([expect.objectContaining({ layer: 'undici', action: 'direct', account: undefined })]);
   });
 
   it('inside a scope, a client dialing another account\'s proxy itself is blocked', async () => {

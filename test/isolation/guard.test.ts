@@ -180,6 +180,27 @@ describe('every TCP connection is seen', () => {
     expect(viaCaptured.ip).toBe(EGRESS.alice);
   });
 
+  it('requireScope and no default proxy: a shared undici.Pool and an http2 session first used in alice\'s scope refuse un-scoped requests; nothing leaves direct or from alice\'s IP', async () => {
+    await manager.uninstall();
+    const strictManager = new SessionProxyManager({ accounts: { alice: proxies.alice.url }, noProxy: [], requireScope: true }).install();
+    const { Pool } = await import('undici');
+    const pool = new Pool(echo.httpUrl, { connections: 1 });
+    const session = strictManager.withProxy('alice', () => http2.connect(echo.httpsUrl, { ca: echo.ca }));
+    try {
+      const viaPool = (path: string) => pool.request({ path, method: 'GET' }).then(async (r) => ((await r.body.json()) as { ip: string }).ip);
+      expect(await strictManager.withProxy('alice', () => viaPool('/rs-alice'))).toBe(EGRESS.alice);
+      const refused = await viaPool('/rs-unscoped').then(() => undefined, (e: unknown) => findSessionProxyError(e));
+      expect(refused).toBeInstanceOf(LeakBlockedError);
+      expect(() => session.request({ ':path': '/rs-h2-unscoped' })).toThrow(LeakBlockedError);
+      expect(echo.requests.filter((r) => r.path.startsWith('/rs-') && r.path !== '/rs-alice')).toEqual([]);
+    } finally {
+      session.close();
+      await pool.close();
+      await strictManager.uninstall();
+      manager.install();
+    }
+  });
+
   it('without a default proxy and with requireScope, a captured http.get outside any scope is refused, nothing reaches the server', async () => {
     await manager.uninstall();
     const strictManager = new SessionProxyManager({ accounts: { alice: proxies.alice.url }, noProxy: [], requireScope: true }).install();

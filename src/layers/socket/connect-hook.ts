@@ -26,7 +26,7 @@ import { unbracket, type RouteKey, type Target } from '../../routing/route.js';
 import type { ProxyEndpoint } from '../../proxy/endpoint.js';
 import { Relay } from './relay.js';
 import { claim } from '../../guard/ownership.js';
-import { routeMarkOf } from '../../guard/route-mark.js';
+import { routeMarkFor } from '../../guard/route-mark.js';
 import { patch, type Restore } from '../layer.js';
 
 export interface SocketLayerDeps {
@@ -50,7 +50,7 @@ export function installSocketLayer(deps: SocketLayerDeps): Restore {
     // Without a port Node throws before anything is sent.
     if (!options || options.path || options.port === undefined) return original.apply(this, args);
     const target: Target = { host: unbracket(String(options.host ?? 'localhost')), port: Number(options.port) };
-    const mark = routeMarkOf(options);
+    const mark = routeMarkFor(options);
     if (mark?.decided) {
       // A layer already applied the router's answer (it passes): only record the route.
       return claimed(original.apply(this, args), mark.route);
