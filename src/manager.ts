@@ -30,6 +30,8 @@ import { installSocketLayer } from './layers/socket/connect-hook.js';
 import { guardUndiciRequests } from './guard/undici-requests.js';
 import { guardWith } from './guard/ownership.js';
 import { guardHttp2Sessions } from './guard/http2-sessions.js';
+import { installHttp2WrapperPartition } from './guard/http2-wrapper-partition.js';
+import { installGrpcPartition } from './guard/grpc-partition.js';
 import { installHttpAgentPartition } from './layers/http-agents.js';
 import { LayerStack } from './layers/layer.js';
 import { installUndiciPartition } from './guard/undici-partition.js';
@@ -217,6 +219,9 @@ export class SessionProxyManager extends EventEmitter<SessionProxyEvents> {
         // An app's own undici Pool/Agent (any copy) serves each route on connections of its own.
         { name: 'undici-partition', apply: () => installUndiciPartition({ routeKey: (t) => this.router.routeKey(t) }) },
         { name: 'http2-guard', apply: () => guardHttp2Sessions() },
+        // got http2 (http2-wrapper's agent) and grpc-js channels: sessions/subchannels of their own per route.
+        { name: 'http2-wrapper-partition', apply: () => installHttp2WrapperPartition({ routeKey: (t) => this.router.routeKey(t) }) },
+        { name: 'grpc-partition', apply: () => installGrpcPartition({ routeKey: (t) => this.router.routeKey(t) }) },
         {
           name: 'child-process',
           apply: () =>
