@@ -27,7 +27,9 @@
  *    subchannel's options — opens every connection in the route its option
  *    names, whichever timer or callback starts it. Through HTTPS_PROXY that
  *    is the http.request CONNECT the env-CONNECT stand-in answers
- *    (layers/connect-rewrite.ts), otherwise the socket hook;
+ *    (layers/connect-rewrite.ts), otherwise the socket hook. A connection
+ *    whose options name no route of this install is refused
+ *    (LeakBlockedError): its channel was not partitioned;
  * 3. `getConnectivityState` and `watchConnectivityState` answer for the
  *    caller's route (its twin), so `waitForReady` waits for the connection
  *    the caller's calls will use; `close` closes the twins too.
@@ -36,10 +38,14 @@
  * of that route only; the http2 guard still checks each stream.
  *
  * Limits: a channel that is not a ChannelImplementation (an app's own Channel
- * implementation passed as `channelOverride`) is not partitioned — its calls
- * are left to the socket layer and the http2 guard. A ChannelImplementation
- * without the internals the twin is built from (`internalChannel` with
- * getOptions/getTarget/credentials) refuses calls with LeakBlockedError.
+ * implementation passed as `channelOverride`), or a copy whose
+ * ChannelImplementation has no createCall, is not partitioned, and the
+ * connections of its subchannels are refused (point 2). A
+ * ChannelImplementation without the internals a twin is built from
+ * (`internalChannel` with getOptions/getTarget/credentials) refuses calls
+ * with LeakBlockedError. Without `Http2SubchannelConnector.prototype.connect`
+ * a twin's connection is routed by the context that starts it (a warning
+ * says so). The canary test fails on any of these.
  * Calls in flight when uninstall closes the twins are ended by grpc-js's
  * graceful close.
  */
@@ -86,15 +92,15 @@ interface Front {
   closed: boolean;
 }
 
-/** The methods of ChannelImplementation the partition replaces (all required). */
-const CHANNEL_METHODS = ['createCall', 'getConnectivityState', 'watchConnectivityState', 'close'] as const;
+/** The methods of ChannelImplementation the partition replaces; createCall is the one it cannot do without. */
+const ROUTED_METHODS = ['createCall', 'getConnectivityState', 'watchConnectivityState'] as const;
 
 let generations = 0;
 
 /** What a copy's channel.js must have for the partition; empty when it can be patched. */
 export function grpcChannelProblems(e: Record<string, unknown>): string[] {
   const proto = (e.ChannelImplementation as ChannelClass).prototype;
-  return CHANNEL_METHODS.filter((m) => typeof proto[m] !== 'function').map((m) => `ChannelImplementation.prototype.${m} is gone`);
+  return [...ROUTED_METHODS, 'close'].filter((m) => typeof proto[m] !== 'function').map((m) => `ChannelImplementation.prototype.${m} is gone`);
 }
 
 /** What a copy's transport.js must have; empty when it can be patched. */
@@ -159,21 +165,27 @@ class GrpcPartition {
     this.seen.add(C);
     const problems = grpcChannelProblems(e);
     if (problems.length) {
-      process.emitWarning(`grpc-js at ${source}: ${problems.join('; ')}. Its channels are guarded by the socket layer and the http2 guard only.`, { code: 'SESSION_PROXY_GRPC_INTERNALS' });
-      return;
+      process.emitWarning(
+        `grpc-js at ${source}: ${problems.join('; ')}. ` +
+          (typeof C.prototype.createCall === 'function' ? 'Calls are still partitioned per route.' : 'Its calls cannot be partitioned: its connections are refused (LeakBlockedError).'),
+        { code: 'SESSION_PROXY_GRPC_INTERNALS' },
+      );
     }
     const self = this;
-    const original = Object.fromEntries(CHANNEL_METHODS.map((m) => [m, C.prototype[m] as Fn])) as Record<(typeof CHANNEL_METHODS)[number], Fn>;
     // Calls and connectivity questions go to the caller's route's twin.
-    for (const m of ['createCall', 'getConnectivityState', 'watchConnectivityState'] as const) {
+    for (const m of ROUTED_METHODS) {
+      const original = C.prototype[m] as Fn | undefined;
+      if (typeof original !== 'function') continue;
       this.restores.push(
         replaceMethod(C.prototype, m, function routed(this: Channel, ...args: unknown[]) {
-          if (!self.active || self.twinSet.has(this) || self.fronts.get(this)?.closed) return original[m].apply(this, args);
+          if (!self.active || self.twinSet.has(this) || self.fronts.get(this)?.closed) return original.apply(this, args);
           const { route, twin } = self.twinFor(C, this);
           return enterRoute(route, () => (twin[m] as Fn).apply(twin, args));
         }),
       );
     }
+    const close = C.prototype.close as Fn | undefined;
+    if (typeof close !== 'function') return;
     this.restores.push(
       replaceMethod(C.prototype, 'close', function closeWithTwins(this: Channel) {
         const front = self.fronts.get(this);
@@ -182,7 +194,7 @@ class GrpcPartition {
           for (const twin of front.twins.values()) twin.close();
           front.twins.clear();
         }
-        return original.close.call(this);
+        return close.call(this);
       }),
     );
   }
@@ -199,8 +211,16 @@ class GrpcPartition {
     const connect = C.prototype.connect as Fn;
     this.restores.push(
       replaceMethod(C.prototype, 'connect', function connectInRoute(this: unknown, ...args: unknown[]) {
-        const route = self.active ? self.routeOfOptions(args[2]) : undefined;
-        return route === undefined ? connect.apply(this, args) : enterRoute(route, () => connect.apply(this, args));
+        if (!self.active) return connect.apply(this, args);
+        const route = self.routeOfOptions(args[2]);
+        if (route !== undefined) return enterRoute(route, () => connect.apply(this, args));
+        // Not a twin's subchannel: a channel this file could not partition, whose calls may start from any route's callbacks.
+        return Promise.reject(
+          new LeakBlockedError(
+            'refused a grpc-js connection that serves no single route: its channel was not partitioned by session-proxy (grpc-js internals changed, or a Channel of its own), so calls of several accounts could share it',
+            { account: state.scopes.getStore()?.account },
+          ),
+        );
       }),
     );
   }
