@@ -31,7 +31,9 @@
  *    guard against the route the request was made for, wherever the
  *    session's event fires.
  *
- * Limits: an app's own `createConnection` (http2-wrapper's `proxies`) that
+ * Limits: an Agent subclass whose own `normalizeOptions` drops the route
+ * (does not call super) has its requests refused (LeakBlockedError). An
+ * app's own `createConnection` (http2-wrapper's `proxies`) that
  * the agent runs deferred runs in another route's context; its connection
  * then serves that route, and the http2 guard refuses the request
  * (LeakBlockedError) — never the wrong IP. A copy whose Agent lacks
@@ -98,6 +100,8 @@ class Http2WrapperPartition {
   private active = true;
   private readonly seen = new WeakSet<object>();
   private readonly restores: Restore[] = [];
+  /** The patched normalizeOptions of each copy: an Agent subclass that overrides it is checked per request. */
+  private readonly ours = new WeakSet<object>();
 
   constructor(
     private readonly deps: Http2WrapperPartitionDeps,
@@ -115,16 +119,23 @@ class Http2WrapperPartition {
     const self = this;
     const getSession = Agent.prototype.getSession as GetSession;
     const normalize = Agent.prototype.normalizeOptions as Normalize;
+    const routedNormalizeOptions = function routedNormalizeOptions(this: object, options?: Options): string {
+      const key = normalize.call(this, options);
+      const route = self.active ? (options?.[kRoute] as RouteKey | undefined) : undefined;
+      return route === undefined ? key : key + self.suffix(route);
+    };
+    this.ours.add(routedNormalizeOptions);
     this.restores.push(
       replaceMethod(Agent.prototype, 'getSession', function routedGetSession(this: object, origin: unknown, options?: Options, listeners?: Listener[]) {
         return self.active ? self.getSession(this, getSession, origin, options, listeners) : getSession.call(this, origin, options, listeners);
       }),
-      replaceMethod(Agent.prototype, 'normalizeOptions', function routedNormalizeOptions(this: object, options?: Options) {
-        const key = normalize.call(this, options);
-        const route = self.active ? (options?.[kRoute] as RouteKey | undefined) : undefined;
-        return route === undefined ? key : `${key}:session-proxy#${self.generation}:${route}`;
-      }),
+      replaceMethod(Agent.prototype, 'normalizeOptions', routedNormalizeOptions),
     );
+  }
+
+  /** What the route adds to a session key. */
+  private suffix(route: RouteKey): string {
+    return `:session-proxy#${this.generation}:${JSON.stringify(route)}`;
   }
 
   dispose(): void {
@@ -143,6 +154,15 @@ class Http2WrapperPartition {
       options = withRouteMark({ ...options, [kRoute]: route }, { route, account: accountOfRoute(route), decided: false });
     }
     const r = route;
+    const normalize = (agent as { normalizeOptions?: unknown }).normalizeOptions;
+    if (typeof normalize === 'function' && !this.ours.has(normalize) && !String((normalize as Normalize).call(agent, options)).includes(this.suffix(r))) {
+      // An Agent subclass whose own normalizeOptions drops the route: its sessions would be shared between routes.
+      const error = new LeakBlockedError(
+        `this http2-wrapper Agent (${agent.constructor.name}) overrides normalizeOptions without the route session-proxy keys its sessions by, so routes would share its sessions; the request is refused. Call super.normalizeOptions(options) in the override, or use one Agent per account`,
+        { account: accountOfRoute(r) },
+      );
+      return refuse(error, listeners);
+    }
     const routed = Array.isArray(listeners) ? listeners.map((l) => inRoute(l, r)) : listeners;
     return enterRoute(r, () => original.call(agent, origin, options, routed));
   }
@@ -160,11 +180,23 @@ class Http2WrapperPartition {
       this.restores.push(
         replaceMethod(Agent.prototype, key, function refused(this: object, ...args: unknown[]) {
           if (!self.active) return (original as (...a: unknown[]) => unknown).apply(this, args);
-          return Promise.reject(new LeakBlockedError(`${why}; its queued requests could leave from another route's connection, so they are refused. Use got without http2, or one http2-wrapper Agent per account`));
+          const error = new LeakBlockedError(`${why}; its queued requests could leave from another route's connection, so they are refused. Use got without http2, or one http2-wrapper Agent per account`);
+          return refuse(error, key === 'getSession' ? (args[2] as Listener[] | undefined) : undefined);
         }),
       );
     }
   }
+}
+
+/**
+ * getSession's way of failing: through the listeners it was given (their
+ * caller ignores the promise it returns, so a rejection there would be
+ * unhandled), else through that promise.
+ */
+function refuse(error: Error, listeners: Listener[] | undefined): Promise<never> | Promise<void> {
+  if (!Array.isArray(listeners) || listeners.length === 0) return Promise.reject(error);
+  for (const l of listeners) l.reject(error);
+  return Promise.resolve();
 }
 
 /** `listener`, resolved in `route`'s scope: its `session.request()` is the route's, whichever session event runs it. */

@@ -317,6 +317,30 @@ describe('copies loaded after install, copies it does not understand, uninstall'
     }
   });
 
+  it('an Agent subclass whose normalizeOptions calls super is partitioned; one that drops the route is refused', async () => {
+    class Calling extends http2wrapper.Agent {
+      override normalizeOptions(options?: object): string {
+        return `${super.normalizeOptions(options as never)}:mine`;
+      }
+    }
+    class Dropping extends http2wrapper.Agent {
+      override normalizeOptions(): string {
+        return 'one-key-for-all';
+      }
+    }
+    const via = (agent: http2wrapper.Agent) => got(`${echo.httpsUrl}/subclass`, { http2: true, agent: { http2: agent }, https: { certificateAuthority: testCa }, retry: { limit: 0 } }).json<EchoReply>();
+    const calling = new Calling();
+    const dropping = new Dropping();
+    try {
+      expect((await manager!.withProxy('alice', () => via(calling))).ip).toBe('127.0.0.2');
+      const err = await manager!.withProxy('alice', () => via(dropping)).then(() => undefined, (e: unknown) => e);
+      expect(findSessionProxyError(err), String(err)).toBeInstanceOf(LeakBlockedError);
+    } finally {
+      calling.destroy();
+      dropping.destroy();
+    }
+  });
+
   it('a grpc-js channel the partition never saw (the bare InternalChannel as channelOverride) is refused its connection', async () => {
     const channel = new grpc.Channel(grpcServer.target, grpc.credentials.createInsecure(), {});
     const internal = (channel as unknown as { internalChannel: grpc.Channel }).internalChannel;
@@ -399,7 +423,7 @@ describe('canary: the http2-wrapper internals guard/http2-wrapper-partition.ts r
       const queue = (agent as unknown as { queue: Record<string, Record<string, { listeners: unknown[] }>> }).queue;
       const keys = Object.keys(queue);
       expect(keys, 'the agent no longer keys its queue by normalizeOptions(options)').toHaveLength(3);
-      expect(keys.map((k) => k.slice(k.lastIndexOf(':') + 1)).sort()).toEqual(['alice', 'bob', 'default']);
+      expect(keys.map((k) => JSON.parse(k.slice(k.lastIndexOf(':') + 1)) as string).sort()).toEqual(['alice', 'bob', 'default']);
       for (const k of keys) expect(queue[k]![`${origin}`]?.listeners, 'queue entries no longer hold their listeners per origin').toHaveLength(2);
     } finally {
       agent.destroy();
