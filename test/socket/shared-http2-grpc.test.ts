@@ -341,6 +341,20 @@ describe('copies loaded after install, copies it does not understand, uninstall'
     }
   });
 
+  it('grpc-js waitForReady and connectivity state answer for the caller\'s route', async () => {
+    const client = new EchoClient(grpcServer.target, grpc.credentials.createInsecure());
+    try {
+      await manager!.withProxy('alice', () => new Promise<void>((resolve, reject) => client.waitForReady(Date.now() + 10_000, (err) => (err ? reject(err) : resolve()))));
+      const channel = client.getChannel();
+      expect(manager!.withProxy('alice', () => channel.getConnectivityState(false))).toBe(grpc.connectivityState.READY);
+      // Outside any scope nothing has connected yet: the default route's copy of the channel is idle.
+      expect(channel.getConnectivityState(false)).toBe(grpc.connectivityState.IDLE);
+      expect((await manager!.withProxy('alice', () => grpcCall(client))).ip).toBe('127.0.0.2');
+    } finally {
+      client.close();
+    }
+  });
+
   it('a grpc-js channel the partition never saw (the bare InternalChannel as channelOverride) is refused its connection', async () => {
     const channel = new grpc.Channel(grpcServer.target, grpc.credentials.createInsecure(), {});
     const internal = (channel as unknown as { internalChannel: grpc.Channel }).internalChannel;
