@@ -6,6 +6,7 @@
  * route's own pool inside that route, so whatever that pool opens now or
  * later is tunnelled for exactly that route.
  */
+import { randomBytes } from 'node:crypto';
 import { state } from '../state.js';
 import { BYPASS_ROUTE, DEFAULT_ROUTE, type RouteKey } from '../routing/route.js';
 
@@ -22,4 +23,13 @@ export function enterRoute<T>(route: RouteKey, fn: () => T): T {
 /** The account a route's connections are decided for: none for the default and bypass routes. */
 export function accountOfRoute(route: RouteKey): string | undefined {
   return route === DEFAULT_ROUTE || route === BYPASS_ROUTE ? undefined : route;
+}
+
+/**
+ * A new id per install (random, so the ESM and CJS builds of the library
+ * never repeat one): partitions put it in the keys of the pools they make,
+ * so nothing pooled by an earlier install is picked by a later one.
+ */
+export function installId(): string {
+  return randomBytes(4).toString('hex');
 }

@@ -54,14 +54,14 @@ import { state } from '../state.js';
 import { BYPASS_ROUTE, DEFAULT_ROUTE, unbracket, type RouteKey, type Target } from '../routing/route.js';
 import { watchModules } from '../layers/module-watcher.js';
 import { replaceMethod, type Restore } from '../layers/layer.js';
-import { enterRoute } from './enter-route.js';
+import { enterRoute, installId } from './enter-route.js';
 
 export interface GrpcPartitionDeps {
   /** The route a call to `target` created now belongs to (Router.routeKey). */
   readonly routeKey: (target: Target) => RouteKey;
 }
 
-/** The channel option naming a twin's route: `<install generation>:<route>`. */
+/** The channel option naming a twin's route: `<install id>:<route>`. */
 export const ROUTE_OPTION = 'session-proxy.route';
 /** Options grpc-js adds itself when it maps the target onto HTTPS_PROXY (http_proxy.js, mapProxyName). */
 const PROXY_MAPPED = ['grpc.http_connect_target', 'grpc.http_connect_creds'] as const;
@@ -95,8 +95,6 @@ interface Front {
 /** The methods of ChannelImplementation the partition replaces; createCall is the one it cannot do without. */
 const ROUTED_METHODS = ['createCall', 'getConnectivityState', 'watchConnectivityState'] as const;
 
-let generations = 0;
-
 /** What a copy's channel.js must have for the partition; empty when it can be patched. */
 export function grpcChannelProblems(e: Record<string, unknown>): string[] {
   const proto = (e.ChannelImplementation as ChannelClass).prototype;
@@ -121,7 +119,7 @@ export function grpcInstanceProblems(channel: object): string[] {
 }
 
 export function installGrpcPartition(deps: GrpcPartitionDeps): Restore {
-  const partition = new GrpcPartition(deps, ++generations);
+  const partition = new GrpcPartition(deps, installId());
   const unwatch = watchModules({
     quick: (e) => typeof e.ChannelImplementation === 'function' || typeof e.Http2SubchannelConnector === 'function',
     offer: (e, source) => partition.offer(e, source),
@@ -144,7 +142,7 @@ class GrpcPartition {
 
   constructor(
     private readonly deps: GrpcPartitionDeps,
-    private readonly generation: number,
+    private readonly generation: string,
   ) {}
 
   offer(e: Record<string, unknown>, source: string): void {
@@ -230,7 +228,7 @@ class GrpcPartition {
     const value = options && typeof options === 'object' ? (options as Record<string, unknown>)[ROUTE_OPTION] : undefined;
     if (typeof value !== 'string') return undefined;
     const colon = value.indexOf(':');
-    return value.slice(0, colon) === String(this.generation) ? value.slice(colon + 1) : undefined;
+    return value.slice(0, colon) === this.generation ? value.slice(colon + 1) : undefined;
   }
 
   /** The caller's route for `channel`, and the twin that serves it (created now if need be). */

@@ -49,7 +49,7 @@ import { targetFromUrl, type RouteKey, type Target } from '../routing/route.js';
 import { watchModules } from '../layers/module-watcher.js';
 import { replaceMethod, type Restore } from '../layers/layer.js';
 import { withRouteMark } from './route-mark.js';
-import { accountOfRoute, enterRoute } from './enter-route.js';
+import { accountOfRoute, enterRoute, installId } from './enter-route.js';
 
 export interface Http2WrapperPartitionDeps {
   /** The route a request to `target` created now belongs to (Router.routeKey). */
@@ -70,8 +70,6 @@ type AgentClass = (abstract new (...args: never[]) => object) & { prototype: Rec
 const kRoute = Symbol('session-proxy.http2-wrapper-route');
 const kListenerRoute = Symbol('session-proxy.http2-wrapper-listener');
 /** Counts installs: part of the session key, so an earlier install's sessions are never picked. */
-let generations = 0;
-
 /** http2-wrapper's index or its agent.js: an Agent class of its own (a static symbol, or the index's other exports). */
 export function looksLikeHttp2Wrapper(e: Record<string, unknown>): boolean {
   if (typeof e.Agent !== 'function') return false;
@@ -88,7 +86,7 @@ export function http2WrapperProblems(e: Record<string, unknown>): string[] {
 }
 
 export function installHttp2WrapperPartition(deps: Http2WrapperPartitionDeps): Restore {
-  const partition = new Http2WrapperPartition(deps, ++generations);
+  const partition = new Http2WrapperPartition(deps, installId());
   const unwatch = watchModules({ quick: (e) => typeof e.Agent === 'function', offer: (e, source) => partition.offer(e, source) });
   return () => {
     unwatch();
@@ -105,7 +103,7 @@ class Http2WrapperPartition {
 
   constructor(
     private readonly deps: Http2WrapperPartitionDeps,
-    private readonly generation: number,
+    private readonly generation: string,
   ) {}
 
   offer(e: Record<string, unknown>, source: string): void {
