@@ -31,6 +31,8 @@ import { installSocketLayer } from './layers/socket/connect-hook.js';
 import { guardUndiciRequests } from './guard/undici-requests.js';
 import { guardWith, servedRoute } from './guard/ownership.js';
 import { guardHttp2Sessions } from './guard/http2-sessions.js';
+import { installHttp2WrapperPartition } from './guard/http2-wrapper-partition.js';
+import { installGrpcPartition } from './guard/grpc-partition.js';
 import { installHttpAgentPartition } from './layers/http-agents.js';
 import { LayerStack } from './layers/layer.js';
 import { installUndiciPartition } from './guard/undici-partition.js';
@@ -234,6 +236,9 @@ export class SessionProxyManager extends EventEmitter<SessionProxyEvents> {
         { name: 'undici-partition', apply: () => installUndiciPartition({ routeKey: (t) => this.router.routeKey(t) }) },
         { name: 'http2-guard', apply: () => guardHttp2Sessions((session) => this.drain.session(session)) },
         { name: 'drain', apply: () => this.drain.install() },
+        // got http2 (http2-wrapper's agent) and grpc-js channels: sessions/subchannels of their own per route.
+        { name: 'http2-wrapper-partition', apply: () => installHttp2WrapperPartition({ routeKey: (t) => this.router.routeKey(t) }) },
+        { name: 'grpc-partition', apply: () => installGrpcPartition({ routeKey: (t) => this.router.routeKey(t) }) },
         {
           name: 'child-process',
           apply: () =>

@@ -41,10 +41,10 @@
  * gracefully (requests in flight on them finish); afterwards each dispatcher
  * serves everything on its own connections again, as without the library.
  */
-import { state } from '../state.js';
 import { LeakBlockedError } from '../errors.js';
 import { isMarkedPlumbing } from '../plumbing.js';
 import { BYPASS_ROUTE, DEFAULT_ROUTE, targetFromUrl, type RouteKey, type Target } from '../routing/route.js';
+import { enterRoute } from './enter-route.js';
 import { dispatchOwners, installUndiciCopies, ownSymbol, type DispatchOwner, type UndiciExports } from '../layers/undici-copies.js';
 
 export interface UndiciPartitionDeps {
@@ -259,21 +259,6 @@ class UndiciPartition {
     const ended = [...twins.values()].map((t) => end(t).catch(() => undefined));
     return Promise.all([done, ...ended]).then(() => done);
   }
-}
-
-/**
- * Runs `fn` in `route`'s scope: the socket layer tunnels what a dispatcher
- * opens by the async context that opened it, and its sockets' later
- * callbacks (a Pool opening its next client when one drains) inherit it.
- */
-function enterRoute<T>(route: RouteKey, fn: () => T): T {
-  if (route === BYPASS_ROUTE) return fn(); // noProxy targets go direct from any scope
-  const current = state.scopes.getStore()?.account;
-  if (route === DEFAULT_ROUTE) {
-    // withProxy('default') is the default route too; keep it (env NO_PROXY does not apply inside a scope).
-    return current === undefined || current === DEFAULT_ROUTE ? fn() : state.scopes.exit(fn);
-  }
-  return current === route ? fn() : state.scopes.run({ account: route }, fn);
 }
 
 function describe(route: RouteKey): string {

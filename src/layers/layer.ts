@@ -46,6 +46,23 @@ export function patch<T extends object>(target: T, key: PropertyKey, value: unkn
   };
 }
 
+/**
+ * Replaces a method on a library's prototype (undici, http2-wrapper,
+ * grpc-js copies). The restore puts the original back unless someone wrapped
+ * ours since: then theirs stays, and ours must be inert by then (each
+ * wrapper checks its own `active` flag).
+ */
+export function replaceMethod(proto: object, key: PropertyKey, fn: unknown): Restore {
+  const target = proto as Record<PropertyKey, unknown>;
+  const desc = Object.getOwnPropertyDescriptor(proto, key);
+  Object.defineProperty(proto, key, { value: fn, writable: true, configurable: true, enumerable: desc?.enumerable ?? false });
+  return () => {
+    if (target[key] !== fn) return;
+    if (desc) Object.defineProperty(proto, key, desc);
+    else delete target[key];
+  };
+}
+
 /** Several restores as one, run in reverse order. */
 export function restoreAll(restores: Restore[]): Restore {
   return () => {

@@ -8,11 +8,10 @@
  * copies and checks that their internals are the ones that patch relies on:
  *
  * - the library's own `undici` import;
- * - every module in `require.cache` whose exports look like undici, at install;
- * - copies loaded later, through a `Module._load` hook. An ESM `import` of
- *   undici (undici is CommonJS; ccxt is ESM and does `await import('undici')`)
- *   goes through `Module._load` too: measured on Node 20.20, 22.23 and 24.22,
- *   the ESM loader's CommonJS translator loads the entry file with it.
+ * - every module in `require.cache` whose exports look like undici, at install,
+ *   and every copy loaded later (layers/module-watcher.ts: the one
+ *   `Module._load` hook; ccxt is ESM and does `await import('undici')`, which
+ *   goes through it too).
  *
  * Not found: copies that never pass through `require` — undici bundled into
  * an app's or library's own build (esbuild/webpack), and Node's internal
@@ -26,7 +25,7 @@
  * such a Pool is the socket opener's: that one case can still ride the
  * wrong connection (documented in the README's limits).
  */
-import Module from 'node:module';
+import { watchModules } from './module-watcher.js';
 import * as ownUndici from 'undici';
 
 type Ctor = abstract new (...args: never[]) => object;
@@ -119,15 +118,11 @@ export function dispatchOwners(u: UndiciExports): { owners: DispatchOwner[]; pro
 /** Patches one copy; returns its restore, or undefined when it was not patched. */
 export type CopyPatcher = (copy: UndiciExports, source: string) => (() => void) | undefined;
 
-type Load = (request: string, parent: unknown, isMain: boolean) => unknown;
-type ModuleInternals = { _load: Load; _cache: Record<string, { exports?: unknown } | undefined> };
-
 /**
- * Finds every copy now and every copy loaded later, hands each to `patch`
- * once; returns the restore (the `Module._load` hook and every patch, in reverse).
+ * Finds every copy now and every copy loaded later (layers/module-watcher.ts),
+ * hands each to `patch` once; returns the restore (the watch and every patch, in reverse).
  */
 export function installUndiciCopies(patch: CopyPatcher): () => void {
-  const M = Module as unknown as ModuleInternals;
   const seen = new WeakSet<object>();
   const restores: Array<() => void> = [];
   const offer = (exports: unknown, source: string): void => {
@@ -140,22 +135,11 @@ export function installUndiciCopies(patch: CopyPatcher): () => void {
   };
 
   offer(ownUndici, 'session-proxy/undici');
-  for (const [file, mod] of Object.entries(M._cache)) offer(mod?.exports, file);
-
-  const original = M._load;
-  let active = true;
-  const hooked: Load = function load(this: unknown, request, parent, isMain) {
-    const exports = original.call(this, request, parent, isMain);
-    // Cheap test first: most modules are not undici, and this runs for every require.
-    if (active && exports && typeof (exports as { Pool?: unknown }).Pool === 'function') offer(exports, request);
-    return exports;
-  };
-  M._load = hooked;
+  // Cheap test first: most modules are not undici, and this runs for every require.
+  const unwatch = watchModules({ quick: (e) => typeof e.Pool === 'function', offer });
 
   return () => {
-    active = false;
-    // Another hook may have wrapped ours since: then ours stays in its chain, inert.
-    if (M._load === hooked) M._load = original;
+    unwatch();
     for (const restore of restores.reverse()) restore();
     restores.length = 0;
   };
