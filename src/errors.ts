@@ -72,7 +72,13 @@ export class ConfigError extends SessionProxyError {
   override readonly code = 'SP_ERR_CONFIG';
 }
 
-/** `withProxy`/`rotate`/… named an account that is not configured. */
+/** A method was called with an argument of the wrong kind (`withProxy('alice', 42)`); the message names the method and the argument. */
+export class InvalidArgumentError extends SessionProxyError {
+  static override readonly kind = 'InvalidArgumentError';
+  override readonly code = 'SP_ERR_INVALID_ARG';
+}
+
+/** `withProxy`/`rotate`/… named an account that is not configured, or named none outside any scope with no default proxy. */
 export class UnknownAccountError extends SessionProxyError {
   static override readonly kind = 'UnknownAccountError';
   override readonly code = 'SP_ERR_UNKNOWN_ACCOUNT';

@@ -16,6 +16,7 @@ export {
   SessionProxyError,
   ProxyUrlError,
   ConfigError,
+  InvalidArgumentError,
   UnknownAccountError,
   AlreadyInstalledError,
   NotInstalledError,

@@ -1,0 +1,111 @@
+/**
+ * Each error says what the user did: a wrong argument names the method and
+ * the argument, a call with no account outside any scope says so, a failed
+ * egress verification carries its per-endpoint errors once each with the
+ * proxy's own error in `cause`, and the preload is named when it is the one
+ * that installed the manager.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import {
+  SessionProxyManager,
+  SessionProxyError,
+  InvalidArgumentError,
+  NotInstalledError,
+  UnknownAccountError,
+  withProxy as globalWithProxy,
+} from '../../src/index.js';
+
+let cleanup: Array<() => Promise<unknown> | unknown> = [];
+afterEach(async () => {
+  for (const c of cleanup.reverse()) await c();
+  cleanup = [];
+});
+
+// Nothing is dialled in this part: the proxies need not exist.
+const ACCOUNTS = { alice: 'http://u:Pw-4rg5@127.0.0.1:9', bob: 'http://u:Pw-4rg5@127.0.0.1:10' };
+
+function installed(options: ConstructorParameters<typeof SessionProxyManager>[0] = { accounts: ACCOUNTS }): SessionProxyManager {
+  const m = new SessionProxyManager({ noProxy: [], ...options }).install();
+  cleanup.push(() => m.uninstall());
+  return m;
+}
+
+function thrown(fn: () => unknown): SessionProxyError {
+  try {
+    fn();
+  } catch (e) {
+    expect(e).toBeInstanceOf(SessionProxyError);
+    return e as SessionProxyError;
+  }
+  throw new Error('expected a throw');
+}
+
+describe('a wrong argument is an InvalidArgumentError naming the method and the argument', () => {
+  it('withProxy(account, notAFunction): before, a plain TypeError from deep inside AsyncLocalStorage', () => {
+    const m = installed();
+    const e = thrown(() => m.withProxy('alice', 42 as never));
+    expect(e).toBeInstanceOf(InvalidArgumentError);
+    expect(e).not.toBeInstanceOf(TypeError);
+    expect(e.code).toBe('SP_ERR_INVALID_ARG');
+    expect(e.message).toBe('withProxy(account, fn): fn must be a function, got number (account "alice")');
+    expect(thrown(() => m.withProxy(42 as never, () => 1)).message).toBe('withProxy(account, fn): account must be a non-empty string, got number');
+    expect(thrown(() => m.withProxy('', () => 1)).message).toBe('withProxy(account, fn): account must be a non-empty string, got an empty string');
+    expect(thrown(() => globalWithProxy('alice', null as never)).message).toMatch(/^withProxy\(account, fn\): fn must be a function, got null/);
+  });
+
+  it('bind(account, notAFunction) throws when binding, not later when the bound function runs', () => {
+    const m = installed();
+    const e = thrown(() => m.bind('alice', 'later' as never));
+    expect(e).toBeInstanceOf(InvalidArgumentError);
+    expect(e.message).toBe('bind(account, fn): fn must be a function, got string (account "alice")');
+    expect(thrown(() => m.bind(undefined as never, () => 1)).message).toBe('bind(account, fn): account must be a non-empty string, got undefined');
+  });
+
+  it('rotate, verifyEgress and current check their arguments too', async () => {
+    const m = installed();
+    await expect(m.rotate(42 as never)).rejects.toThrow(new InvalidArgumentError('rotate(account, options): account must be a non-empty string (or omitted), got number'));
+    await expect(m.rotate('alice', 'now' as never)).rejects.toThrow(new InvalidArgumentError('rotate(account, options): options must be an object, got string'));
+    await expect(m.verifyEgress(null as never)).rejects.toThrow(new InvalidArgumentError('verifyEgress(account, options): account must be a non-empty string (or omitted), got null'));
+    expect(() => m.current({} as never)).toThrow(new InvalidArgumentError('current(account): account must be a non-empty string (or omitted), got object'));
+  });
+
+  it('arguments are checked before installation, installation before the account', async () => {
+    const m = new SessionProxyManager({ accounts: ACCOUNTS });
+    expect(() => m.withProxy('alice', 42 as never)).toThrow(InvalidArgumentError);
+    expect(() => globalWithProxy('alice', 42 as never)).toThrow(InvalidArgumentError);
+    await expect(m.rotate(42 as never)).rejects.toThrow(InvalidArgumentError);
+    expect(() => m.withProxy('nobody', () => 1)).toThrow(NotInstalledError);
+    await expect(m.verifyEgress('nobody')).rejects.toThrow(NotInstalledError);
+    m.install();
+    cleanup.push(() => m.uninstall());
+    expect(() => m.withProxy('nobody', () => 1)).toThrow(UnknownAccountError);
+  });
+});
+
+describe('no account given, outside any scope, no default proxy', () => {
+  const said = (method: string): string =>
+    `${method}() was called outside any withProxy scope and no default proxy is configured; pass an account name (configured: "alice", "bob")`;
+
+  it('rotate(), verifyEgress() and current() say what the caller did, not `unknown account "default"`', async () => {
+    const m = installed();
+    const rotated = await m.rotate().catch((e: Error) => e);
+    expect(rotated).toBeInstanceOf(UnknownAccountError);
+    expect((rotated as Error).message).toBe(said('rotate'));
+    expect((rotated as Error).message).not.toContain('"default"');
+    await expect(m.verifyEgress()).rejects.toThrow(new UnknownAccountError(said('verifyEgress')));
+    expect(() => m.current()).toThrow(new UnknownAccountError(said('current')));
+  });
+
+  it('inside a scope they act on the scope\'s account; with a default proxy, on the default pool', async () => {
+    const m = installed();
+    expect(m.withProxy('bob', () => m.current().port)).toBe(10);
+    await m.uninstall();
+    const withDefault = installed({ proxy: 'http://127.0.0.1:11', accounts: ACCOUNTS });
+    expect(withDefault.current().port).toBe(11);
+  });
+
+  it('an account the caller named and that is not configured is still "unknown account"', () => {
+    const m = installed();
+    expect(() => m.current('default')).toThrow(new UnknownAccountError('unknown account "default" (configured: "alice", "bob")'));
+  });
+});
