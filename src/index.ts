@@ -23,6 +23,7 @@ export {
   ProxyConnectError,
   ProxyAuthError,
   ProxyUnavailableError,
+  EgressUnavailableError,
   DrainTimeoutError,
   LeakBlockedError,
   EgressMismatchError,

@@ -5,15 +5,22 @@
  * proxy's own error in `cause`, and the preload is named when it is the one
  * that installed the manager.
  */
+import net from 'node:net';
+import { inspect } from 'node:util';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
   SessionProxyManager,
   SessionProxyError,
+  EgressUnavailableError,
+  ProxyAuthError,
+  findSessionProxyError,
+  type EgressEvent,
   InvalidArgumentError,
   NotInstalledError,
   UnknownAccountError,
   withProxy as globalWithProxy,
 } from '../../src/index.js';
+import { startEchoServer, startMockProxy } from '../../src/testing/index.js';
 
 let cleanup: Array<() => Promise<unknown> | unknown> = [];
 afterEach(async () => {
@@ -109,3 +116,63 @@ describe('no account given, outside any scope, no default proxy', () => {
     expect(() => m.current('default')).toThrow(new UnknownAccountError('unknown account "default" (configured: "alice", "bob")'));
   });
 });
+
+describe('a failed egress verification', () => {
+  const PASSWORD = 'Pw-3gr3ss';
+  const count = (text: string, part: string): number => text.split(part).length - 1;
+
+  async function setup() {
+    const echo = await startEchoServer();
+    const proxy = await startMockProxy({ egressIp: '127.0.0.2', auth: { username: 'alice', password: PASSWORD } });
+    cleanup.push(() => echo.close(), () => proxy.close());
+    return { echo, proxy, endpoints: [`${echo.httpUrl}/ip`, `http://127.0.0.1:${await deadPort()}/ip`] };
+  }
+
+  it('wrong proxy password: EgressUnavailableError, the per-endpoint errors, the ProxyAuthError in cause, account and proxy said once', async () => {
+    const { proxy, endpoints } = await setup();
+    const m = installed({ accounts: { alice: `http://alice:wrong-${PASSWORD}@127.0.0.1:${proxy.port}` }, egressEndpoints: endpoints });
+    const err = (await m.verifyEgress('alice').catch((e: unknown) => e)) as EgressUnavailableError;
+    expect(err).toBeInstanceOf(EgressUnavailableError);
+    expect(err.code).toBe('SP_ERR_EGRESS_UNAVAILABLE');
+    expect(err.errors).toHaveLength(2);
+    expect(err.errors.every((e) => e instanceof ProxyAuthError)).toBe(true);
+    expect(err.cause).toBe(err.errors[0]);
+    const auth = findSessionProxyError(err, ProxyAuthError);
+    expect(auth).toBeInstanceOf(ProxyAuthError);
+    expect(auth!.status).toBe(407);
+    expect(findSessionProxyError(err)).toBe(err);
+    expect(findSessionProxyError(new TypeError('wrapped', { cause: err }), ProxyAuthError)).toBe(auth);
+    expect(count(err.message, 'account "alice"')).toBe(1);
+    expect(count(err.message, `proxy http://alice:***@127.0.0.1:${proxy.port}`)).toBe(1);
+    expect(err.message).toMatch(new RegExp(`^no egress endpoint answered: ${endpoints[0]}: proxy answered CONNECT with 407.*; ${endpoints[1]}: proxy answered CONNECT with 407`));
+    expect(err.message.endsWith(`(account "alice", proxy http://alice:***@127.0.0.1:${proxy.port})`)).toBe(true);
+    expect(inspect(err, { depth: 10 }) + err.stack).not.toContain(PASSWORD);
+  });
+
+  it('endpoints down: each endpoint\'s error once, verifyAll rows and egress events say the account and proxy once', async () => {
+    const { proxy } = await setup();
+    const endpoints = [`http://127.0.0.1:${await deadPort()}/ip`, `http://127.0.0.1:${await deadPort()}/ip`];
+    const m = installed({ accounts: { alice: `http://alice:${PASSWORD}@127.0.0.1:${proxy.port}` }, egressEndpoints: endpoints });
+    const events: EgressEvent[] = [];
+    m.on('egress', (e) => events.push(e));
+    const err = (await m.verifyEgress('alice').catch((e: unknown) => e)) as EgressUnavailableError;
+    expect(err).toBeInstanceOf(EgressUnavailableError);
+    expect(err.errors).toHaveLength(2);
+    expect(err.cause).toBeInstanceOf(SessionProxyError);
+    expect(count(err.message, 'account "alice"')).toBe(1);
+    const [row] = await m.verifyAll();
+    expect(row).toMatchObject({ account: 'alice', ok: false });
+    expect(count(row!.error!, 'account "alice"')).toBe(1);
+    expect(count(row!.error!, `proxy http://alice:***@127.0.0.1:${proxy.port}`)).toBe(1);
+    expect(events.map((e) => e.status)).toEqual(['failed', 'failed']);
+    expect(count((events[0] as { error: string }).error, 'account "alice"')).toBe(1);
+  });
+});
+
+async function deadPort(): Promise<number> {
+  const server = net.createServer().listen(0, '127.0.0.1');
+  await new Promise((r) => server.once('listening', r));
+  const { port } = server.address() as net.AddressInfo;
+  await new Promise((r) => server.close(r));
+  return port;
+}
