@@ -99,6 +99,8 @@ export interface SessionProxyEvents {
 }
 
 const kManager = Symbol.for('session-proxy.manager');
+/** Who installed a manager when it was not the app (the preload says so here, for install()'s error in any copy). */
+export const kInstalledBy = Symbol.for('session-proxy.manager.installed-by');
 
 export class SessionProxyManager extends EventEmitter<SessionProxyEvents> {
   /** `instanceof` holds across copies of the library (the preload bundles its own). */
@@ -206,7 +208,12 @@ export class SessionProxyManager extends EventEmitter<SessionProxyEvents> {
   install(): this {
     if (state.installed === this) return this;
     if (state.installed) {
-      throw new AlreadyInstalledError('another SessionProxyManager is already installed in this process; use getManager() to reach it, or uninstall() it first');
+      const by = (state.installed as Record<symbol, unknown>)[kInstalledBy];
+      throw new AlreadyInstalledError(
+        typeof by === 'string'
+          ? `${by} already installed this process's SessionProxyManager; use getManager() to reach it instead of calling install(), or drop the preload and configure the manager in code`
+          : 'another SessionProxyManager is already installed in this process; use getManager() to reach it, or uninstall() it first',
+      );
     }
     this.envNoProxy = NoProxyMatcher.fromEnv(process.env);
     const fallback = this.accounts.get(DEFAULT_ACCOUNT);

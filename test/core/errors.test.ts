@@ -18,9 +18,12 @@ import {
   InvalidArgumentError,
   NotInstalledError,
   UnknownAccountError,
+  AlreadyInstalledError,
+  getManager,
   withProxy as globalWithProxy,
 } from '../../src/index.js';
 import { startEchoServer, startMockProxy } from '../../src/testing/index.js';
+import { runPreload } from '../../src/preload.js';
 
 let cleanup: Array<() => Promise<unknown> | unknown> = [];
 afterEach(async () => {
@@ -166,6 +169,24 @@ describe('a failed egress verification', () => {
     expect(count(row!.error!, `proxy http://alice:***@127.0.0.1:${proxy.port}`)).toBe(1);
     expect(events.map((e) => e.status)).toEqual(['failed', 'failed']);
     expect(count((events[0] as { error: string }).error, 'account "alice"')).toBe(1);
+  });
+});
+
+describe('AlreadyInstalledError says who installed the manager', () => {
+  it('under the preload: the preload, how it was configured, and getManager()', async () => {
+    const result = runPreload({ format: 'cjs', env: { SESSION_PROXY_URL: 'http://127.0.0.1:9' }, warn: () => undefined });
+    cleanup.push(() => Reflect.deleteProperty(globalThis, Symbol.for('session-proxy.register.v1')), () => getManager().uninstall());
+    expect(result.status).toBe('installed');
+    const e = thrown(() => new SessionProxyManager({ accounts: ACCOUNTS }).install());
+    expect(e).toBeInstanceOf(AlreadyInstalledError);
+    expect(e.message).toBe(
+      "the session-proxy/register preload (configured from SESSION_PROXY_URL) already installed this process's SessionProxyManager; use getManager() to reach it instead of calling install(), or drop the preload and configure the manager in code",
+    );
+  });
+
+  it('installed by the app itself: "another SessionProxyManager"', () => {
+    installed();
+    expect(thrown(() => new SessionProxyManager({ accounts: ACCOUNTS }).install()).message).toMatch(/^another SessionProxyManager is already installed in this process; use getManager\(\)/);
   });
 });
 
