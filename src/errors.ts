@@ -180,16 +180,14 @@ export class EgressLeakError extends SessionProxyError {
   override readonly code = 'SP_ERR_EGRESS_LEAK';
 }
 
-/**
- * Walks an error's `cause` chain (fetch wraps ours in `TypeError('fetch
- * failed')`) and returns the first SessionProxyError, or with `kind` the
- * first error of that class; the `errors` of an EgressUnavailableError or
- * AggregateError are searched too, after the cause:
- * `findSessionProxyError(err, ProxyAuthError)` finds the proxy's refusal
- * under a failed verification.
- */
+/** Walks an error's `cause` chain (fetch wraps ours in `TypeError('fetch failed')`) and returns the first SessionProxyError. */
 export function findSessionProxyError<T extends SessionProxyError = SessionProxyError>(
   error: unknown,
+  /**
+   * The first error of this class instead: `findSessionProxyError(err, ProxyAuthError)` finds the
+   * proxy's refusal under a failed verification. The `errors` of an EgressUnavailableError (or an
+   * AggregateError) are searched too, after the `cause`.
+   */
   kind?: abstract new (...args: never[]) => T,
 ): T | undefined {
   const Kind = (kind ?? SessionProxyError) as unknown as abstract new (...args: never[]) => T;
