@@ -60,6 +60,24 @@ function withContext(message: string, o: SessionProxyErrorOptions): string {
   return parts.length ? `${message} (${parts.join(', ')})` : message;
 }
 
+/**
+ * `error`'s message without the account, proxy and target that `context`
+ * already names: a list of failures of one account and proxy says them once.
+ * Context that differs stays.
+ */
+export function messageWithout(error: unknown, context: { account?: string; proxy?: RedactedProxy; target?: string }): string {
+  const message = String((error as Error)?.message ?? error);
+  if (!(error instanceof SessionProxyError)) return message;
+  const own = { account: error.account, proxy: error.proxy, target: error.target };
+  const suffix = withContext('', own);
+  if (!suffix || !message.endsWith(suffix)) return message;
+  return withContext(message.slice(0, -suffix.length), {
+    account: own.account === context.account ? undefined : own.account,
+    proxy: context.proxy !== undefined && own.proxy === String(context.proxy) ? undefined : own.proxy,
+    target: own.target === context.target ? undefined : own.target,
+  });
+}
+
 /** A proxy URL, vendor line or object could not be parsed. */
 export class ProxyUrlError extends SessionProxyError {
   static override readonly kind = 'ProxyUrlError';
@@ -72,7 +90,13 @@ export class ConfigError extends SessionProxyError {
   override readonly code = 'SP_ERR_CONFIG';
 }
 
-/** `withProxy`/`rotate`/… named an account that is not configured. */
+/** A method was called with an argument of the wrong kind (`withProxy('alice', 42)`); the message names the method and the argument. */
+export class InvalidArgumentError extends SessionProxyError {
+  static override readonly kind = 'InvalidArgumentError';
+  override readonly code = 'SP_ERR_INVALID_ARG';
+}
+
+/** `withProxy`/`rotate`/… named an account that is not configured, or named none outside any scope with no default proxy. */
 export class UnknownAccountError extends SessionProxyError {
   static override readonly kind = 'UnknownAccountError';
   override readonly code = 'SP_ERR_UNKNOWN_ACCOUNT';
@@ -114,6 +138,24 @@ export class ProxyUnavailableError extends SessionProxyError {
   override readonly code = 'SP_ERR_PROXY_UNAVAILABLE';
 }
 
+/**
+ * No IP-echo endpoint answered a verification. `errors` holds each
+ * endpoint's failure in order; `cause` is the first typed one (the proxy's
+ * ProxyAuthError when its password is wrong, its ProxyConnectError when it is
+ * down), else the first. The message lists them with the account and proxy
+ * said once.
+ */
+export class EgressUnavailableError extends SessionProxyError {
+  static override readonly kind = 'EgressUnavailableError';
+  override readonly code = 'SP_ERR_EGRESS_UNAVAILABLE';
+  readonly errors: readonly unknown[];
+  constructor(message: string, options: SessionProxyErrorOptions & { errors?: readonly unknown[] } = {}) {
+    const errors = options.errors ?? [];
+    super(message, { ...options, cause: options.cause ?? errors.find((e) => e instanceof SessionProxyError) ?? errors[0] });
+    this.errors = errors;
+  }
+}
+
 /** A request or stream still running on a connection drained off the account's old proxy after rotate() was cut when `drainTimeout` ran out. */
 export class DrainTimeoutError extends SessionProxyError {
   static override readonly kind = 'DrainTimeoutError';
@@ -139,11 +181,31 @@ export class EgressLeakError extends SessionProxyError {
 }
 
 /** Walks an error's `cause` chain (fetch wraps ours in `TypeError('fetch failed')`) and returns the first SessionProxyError. */
-export function findSessionProxyError(error: unknown): SessionProxyError | undefined {
+export function findSessionProxyError<T extends SessionProxyError = SessionProxyError>(
+  error: unknown,
+  /**
+   * The first error of this class instead: `findSessionProxyError(err, ProxyAuthError)` finds the
+   * proxy's refusal under a failed verification. The `errors` of an EgressUnavailableError (or an
+   * AggregateError) are searched too, after the `cause`.
+   */
+  kind?: abstract new (...args: never[]) => T,
+): T | undefined {
+  const Kind = (kind ?? SessionProxyError) as unknown as abstract new (...args: never[]) => T;
   const seen = new Set<unknown>();
-  for (let e: unknown = error; e && typeof e === 'object' && !seen.has(e); e = (e as { cause?: unknown }).cause) {
+  const visit = (e: unknown): T | undefined => {
+    if (!e || typeof e !== 'object' || seen.has(e)) return undefined;
     seen.add(e);
-    if (e instanceof SessionProxyError) return e;
-  }
-  return undefined;
+    if (e instanceof Kind) return e;
+    const found = visit((e as { cause?: unknown }).cause);
+    if (found) return found;
+    const errors = (e as { errors?: unknown }).errors;
+    if (Array.isArray(errors)) {
+      for (const inner of errors) {
+        const hit = visit(inner);
+        if (hit) return hit;
+      }
+    }
+    return undefined;
+  };
+  return visit(error);
 }

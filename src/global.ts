@@ -4,6 +4,7 @@
  */
 import { state } from './state.js';
 import { NotInstalledError } from './errors.js';
+import { checkAccount, checkFunction, checkOptions } from './arguments.js';
 import { SessionProxyManager, type RotateOptions } from './manager.js';
 import type { SessionProxyOptions } from './options.js';
 import type { EgressOptions, EgressResult } from './egress/verify.js';
@@ -22,14 +23,21 @@ export function getManager(): SessionProxyManager {
 }
 
 export function withProxy<T>(account: string, fn: () => T): T {
+  // The arguments first, as the method checks them: a wrong one is a programming error either way.
+  checkAccount('withProxy(account, fn)', account, false);
+  checkFunction('withProxy(account, fn)', fn, account);
   return getManager().withProxy(account, fn);
 }
 
 export function rotate(account?: string, options?: RotateOptions): Promise<ProxyInfo> {
+  checkAccount('rotate(account, options)', account, true);
+  checkOptions('rotate(account, options)', options);
   return getManager().rotate(account, options);
 }
 
 export function verifyEgress(account?: string, options?: EgressOptions): Promise<EgressResult> {
+  checkAccount('verifyEgress(account, options)', account, true);
+  checkOptions('verifyEgress(account, options)', options);
   return getManager().verifyEgress(account, options);
 }
 

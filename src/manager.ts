@@ -8,7 +8,8 @@
 import { EventEmitter } from 'node:events';
 import { inspect } from 'node:util';
 import { state } from './state.js';
-import { AlreadyInstalledError, ConfigError, EgressLeakError, EgressMismatchError, NotInstalledError } from './errors.js';
+import { AlreadyInstalledError, ConfigError, EgressLeakError, EgressMismatchError, NotInstalledError, UnknownAccountError } from './errors.js';
+import { checkAccount, checkFunction, checkOptions } from './arguments.js';
 import { parseProxy } from './proxy/parse.js';
 import { LOOPBACK_NO_PROXY, NoProxyMatcher } from './proxy/no-proxy.js';
 import type { ProxyEndpoint, ProxyInfo } from './proxy/endpoint.js';
@@ -100,6 +101,8 @@ export interface SessionProxyEvents {
 }
 
 const kManager = Symbol.for('session-proxy.manager');
+/** Who installed a manager when it was not the app (the preload says so here, for install()'s error in any copy). */
+export const kInstalledBy = Symbol.for('session-proxy.manager.installed-by');
 
 export class SessionProxyManager extends EventEmitter<SessionProxyEvents> {
   /** `instanceof` holds across copies of the library (the preload bundles its own). */
@@ -207,7 +210,12 @@ export class SessionProxyManager extends EventEmitter<SessionProxyEvents> {
   install(): this {
     if (state.installed === this) return this;
     if (state.installed) {
-      throw new AlreadyInstalledError('another SessionProxyManager is already installed in this process; use getManager() to reach it, or uninstall() it first');
+      const by = (state.installed as Record<symbol, unknown>)[kInstalledBy];
+      throw new AlreadyInstalledError(
+        typeof by === 'string'
+          ? `${by} already installed this process's SessionProxyManager; use getManager() to reach it instead of calling install(), or drop the preload and configure the manager in code`
+          : 'another SessionProxyManager is already installed in this process; use getManager() to reach it, or uninstall() it first',
+      );
     }
     this.envNoProxy = NoProxyMatcher.fromEnv(process.env);
     const fallback = this.accounts.get(DEFAULT_ACCOUNT);
@@ -293,9 +301,13 @@ export class SessionProxyManager extends EventEmitter<SessionProxyEvents> {
 
   /**
    * Runs `fn` with every request it creates routed through `account`'s proxy. Returns what fn returns.
+   * Checked in this order, synchronously: the arguments (InvalidArgumentError), then installation
+   * (NotInstalledError), then the account (UnknownAccountError); so in every method below.
    * @throws NotInstalledError when this manager is not installed: nothing would be routed.
    */
   withProxy<T>(account: string, fn: () => T): T {
+    checkAccount('withProxy(account, fn)', account, false);
+    checkFunction('withProxy(account, fn)', fn, account);
     this.requireInstalled('withProxy');
     this.accounts.require(account);
     this.undiciLayer?.reassert();
@@ -308,6 +320,8 @@ export class SessionProxyManager extends EventEmitter<SessionProxyEvents> {
    * manager is not installed throws NotInstalledError.
    */
   bind<A extends unknown[], R>(account: string, fn: (...args: A) => R): (...args: A) => R {
+    checkAccount('bind(account, fn)', account, false);
+    checkFunction('bind(account, fn)', fn, account);
     this.accounts.require(account);
     return (...args: A) => this.withProxy(account, () => fn(...args));
   }
@@ -318,8 +332,9 @@ export class SessionProxyManager extends EventEmitter<SessionProxyEvents> {
   }
 
   /** The active proxy of `account` (default: the calling scope's account, else `default`). */
-  current(account: string = this.currentAccount() ?? DEFAULT_ACCOUNT): ProxyInfo {
-    return this.accounts.active(account).info();
+  current(account?: string): ProxyInfo {
+    checkAccount('current(account)', account, true);
+    return this.accounts.active(this.accountOf('current', account)).info();
   }
 
   /** Configured account names, `default` included when a default proxy is set. */
@@ -366,9 +381,11 @@ export class SessionProxyManager extends EventEmitter<SessionProxyEvents> {
    * `closeExisting` cuts everything at once.
    * @throws ProxyUnavailableError when there is nowhere to go (one proxy; the others held or down)
    */
-  async rotate(account: string = this.currentAccount() ?? DEFAULT_ACCOUNT, options: RotateOptions = {}): Promise<ProxyInfo> {
+  async rotate(account?: string, options: RotateOptions = {}): Promise<ProxyInfo> {
+    checkAccount('rotate(account, options)', account, true);
+    checkOptions('rotate(account, options)', options);
     this.requireInstalled('rotate');
-    return (await this.rotation.rotate(account, options.closeExisting ?? false)).info();
+    return (await this.rotation.rotate(this.accountOf('rotate', account), options.closeExisting ?? false)).info();
   }
 
   /**
@@ -376,8 +393,11 @@ export class SessionProxyManager extends EventEmitter<SessionProxyEvents> {
    * scope, with the same tunnel opener as its requests) and returns the egress IP they saw.
    * Only the egress gate and quarantine are bypassed: this is what lifts them.
    */
-  async verifyEgress(account: string = this.currentAccount() ?? DEFAULT_ACCOUNT, options: EgressOptions & { compareDirect?: boolean } = {}): Promise<EgressResult> {
+  async verifyEgress(account?: string, options: EgressOptions & { compareDirect?: boolean } = {}): Promise<EgressResult> {
+    checkAccount('verifyEgress(account, options)', account, true);
+    checkOptions('verifyEgress(account, options)', options);
     this.requireInstalled('verifyEgress');
+    account = this.accountOf('verifyEgress', account);
     this.undiciLayer?.reassert();
     const proxy = this.accounts.active(account);
     const opts: EgressOptions = { requestTls: this.options.requestTls, endpoints: this.options.egressEndpoints, ...options };
@@ -451,6 +471,16 @@ export class SessionProxyManager extends EventEmitter<SessionProxyEvents> {
         ? `${method}() on a SessionProxyManager that is not the installed one: nothing it scopes would be routed; use getManager()`
         : `${method}() on a SessionProxyManager that is not installed: nothing would be routed; call install() first (or start node with --import session-proxy/register)`,
     );
+  }
+
+  /** The account a method called without one acts on: the calling scope's, else the default pool. */
+  private accountOf(method: string, account: string | undefined): string {
+    if (account !== undefined) return account;
+    const scoped = this.currentAccount();
+    if (scoped !== undefined) return scoped;
+    if (this.accounts.has(DEFAULT_ACCOUNT)) return DEFAULT_ACCOUNT;
+    const known = this.accounts.names().map((n) => `"${n}"`).join(', ') || 'none';
+    throw new UnknownAccountError(`${method}() was called outside any withProxy scope and no default proxy is configured; pass an account name (configured: ${known})`);
   }
 
   /** How a probe for `account` reaches an endpoint: the router's answer for that scope, as for its requests. */

@@ -9,7 +9,8 @@ import { state } from './state.js';
 import { install } from './global.js';
 import { ConfigError, SessionProxyError } from './errors.js';
 import { enableDebugLoggingFromEnv } from './debug.js';
-import { ACCOUNT_ENV, CONFIG_FILE_ENV, hasProxies, resolveConfig } from './config/load.js';
+import { ACCOUNT_ENV, CONFIG_FILE_ENV, hasProxies, resolveConfig, type ResolvedConfig } from './config/load.js';
+import { kInstalledBy } from './manager.js';
 import { splitNodeOptions } from './children/child-env.js';
 
 const kRegistered = Symbol.for('session-proxy.register.v1');
@@ -64,8 +65,24 @@ export function runPreload(options: PreloadOptions): PreloadResult {
   // (that account's proxy, for its own children and env-reading tools); the
   // env layer would overwrite it with the default proxy.
   const manager = install(account !== undefined ? { ...resolved.options, env: false } : resolved.options);
+  Object.defineProperty(manager, kInstalledBy, { value: describePreload(options.format, env, resolved) });
   if (account !== undefined) state.scopes.enterWith({ account });
   return { status: 'installed', account, accounts: manager.accountNames() };
+}
+
+/** "the session-proxy/register preload (node --import session-proxy/register, configured from …)", for the app's install() error. */
+function describePreload(format: 'esm' | 'cjs', env: NodeJS.ProcessEnv, resolved: ResolvedConfig): string {
+  const mentioned = (args: readonly string[]): boolean => args.some((a) => a.includes('register'));
+  const how = resolved.fromParent
+    ? 'passed on by the parent process in NODE_OPTIONS'
+    : mentioned(process.execArgv)
+      ? `node ${format === 'esm' ? '--import' : '-r'} session-proxy/register`
+      : mentioned(splitNodeOptions(env.NODE_OPTIONS ?? ''))
+        ? 'loaded from NODE_OPTIONS'
+        : undefined;
+  const from = resolved.fromParent ? "the parent's configuration" : resolved.file !== undefined ? `config file ${resolved.file}` : resolved.proxySource;
+  const detail = [how, from === undefined ? undefined : `configured from ${from}`].filter((p) => p !== undefined).join(', ');
+  return `the session-proxy/register preload${detail ? ` (${detail})` : ''}`;
 }
 
 /** Whether AsyncLocalStorage runs on AsyncContextFrame (default from Node 24). */

@@ -3,7 +3,7 @@
  * IP-echo endpoint, print protocol, egress IP, latency and status per proxy.
  */
 import { existsSync, readFileSync, statSync } from 'node:fs';
-import { ProxyUrlError } from '../errors.js';
+import { ProxyUrlError, messageWithout } from '../errors.js';
 import { DEFAULT_EGRESS_ENDPOINTS } from '../egress/verify.js';
 import { PROXY_PROTOCOLS, isProxyProtocol, type ProxyEndpoint, type ProxyProtocol } from '../proxy/endpoint.js';
 import { parseProxy } from '../proxy/parse.js';
@@ -100,7 +100,7 @@ export async function runCheck(argv: readonly string[], io: CommandIO): Promise<
           entries.push({ source, proxy });
         } catch (err) {
           if (!(err instanceof ProxyUrlError)) throw err;
-          entries.push({ source, shown: err.proxy ?? source, invalid: err.message });
+          entries.push({ source, shown: err.proxy ?? source, invalid: messageWithout(err, { proxy: err.proxy }) });
         }
       });
       continue;
@@ -124,7 +124,8 @@ export async function runCheck(argv: readonly string[], io: CommandIO): Promise<
       bar.tick(false);
       return undefined;
     }
-    const r = await probe(entry.proxy, { endpoints, timeoutMs, requestTls, account: 'check' });
+    // No account: these proxies belong to no account, and the user named none.
+    const r = await probe(entry.proxy, { endpoints, timeoutMs, requestTls });
     bar.tick(r.ok);
     return r;
   });

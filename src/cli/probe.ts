@@ -6,7 +6,7 @@
  */
 import type { ConnectionOptions } from 'node:tls';
 import { askIp, throughProxy } from '../egress/verify.js';
-import { ProxyAuthError, ProxyConnectError, SessionProxyError } from '../errors.js';
+import { ProxyAuthError, ProxyConnectError, SessionProxyError, messageWithout } from '../errors.js';
 import type { ProxyEndpoint } from '../proxy/endpoint.js';
 
 export type ProbeStatus = 'ok' | 'auth-failed' | 'refused' | 'unreachable' | 'timeout' | 'proxy-error' | 'bad-answer' | 'error';
@@ -18,7 +18,7 @@ export interface ProbeResult {
   readonly latencyMs: number | undefined;
   /** The endpoint that answered (or the last one tried). */
   readonly endpoint: string | undefined;
-  /** Redacted failure message. */
+  /** Redacted failure message, without the account and proxy the row already names. */
   readonly error: string | undefined;
 }
 
@@ -37,7 +37,7 @@ export async function probe(proxy: ProxyEndpoint, o: ProbeOptions): Promise<Prob
       const ip = await askIp(endpoint, throughProxy(proxy, o.account), { timeoutMs: o.timeoutMs, requestTls: o.requestTls });
       return { ok: true, status: 'ok', ip, latencyMs: Math.round(performance.now() - started), endpoint, error: undefined };
     } catch (err) {
-      last = { status: classify(err), error: describe(err), endpoint };
+      last = { status: classify(err), error: describe(err, o.account, proxy), endpoint };
       // The proxy itself failed: other endpoints would fail the same way.
       if (last.status === 'auth-failed' || last.status === 'unreachable') break;
     }
@@ -62,8 +62,8 @@ export function classify(err: unknown): ProbeStatus {
   return 'error';
 }
 
-function describe(err: unknown): string {
-  if (err instanceof SessionProxyError) return err.message;
+function describe(err: unknown, account: string | undefined, proxy: ProxyEndpoint): string {
+  if (err instanceof SessionProxyError) return messageWithout(err, { account, proxy });
   const e = err as Error;
   if (e?.name === 'TimeoutError') return 'timed out';
   return e?.message ? String(e.message) : String(err);

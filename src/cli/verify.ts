@@ -51,8 +51,8 @@ export interface VerifyRow {
   latencyMs: number | null;
   endpoint: string | null;
   error: string | null;
-  /** Other accounts egressing from the same IP. */
-  sharesIpWith: string[];
+  /** Other accounts egressing from the same IP (the name of verifyAll()'s field; `sharesIpWith` before 0.2). */
+  sameIpAs: string[];
 }
 
 export async function runVerify(argv: readonly string[], io: CommandIO, env: NodeJS.ProcessEnv): Promise<number> {
@@ -125,7 +125,7 @@ export async function runVerify(argv: readonly string[], io: CommandIO, env: Nod
       latencyMs: r.latencyMs ?? null,
       endpoint: r.endpoint ?? null,
       error: r.error ?? null,
-      sharesIpWith: sharing,
+      sameIpAs: sharing,
     };
   });
   const duplicates = [...byIp].filter(([, accounts]) => accounts.length > 1).map(([ip, accounts]) => ({ ip, accounts }));
@@ -136,7 +136,7 @@ export async function runVerify(argv: readonly string[], io: CommandIO, env: Nod
   } else {
     const body = table(
       ['ACCOUNT', 'PROXY', 'PROTOCOL', 'EGRESS IP', 'LATENCY', 'STATUS'],
-      rows.map((r) => [r.account, r.proxy, r.protocol, r.ip ?? '-', formatLatency(r.latencyMs ?? undefined), r.status === 'duplicate' ? `duplicate (same IP as ${r.sharesIpWith.join(', ')})` : r.status]),
+      rows.map((r) => [r.account, r.proxy, r.protocol, r.ip ?? '-', formatLatency(r.latencyMs ?? undefined), r.status === 'duplicate' ? `duplicate (same IP as ${r.sameIpAs.join(', ')})` : r.status]),
     );
     const lines = [body, '', `${rows.length} ${rows.length === 1 ? 'account' : 'accounts'}: ${summary.ok} ok, ${failed} failed, ${duplicates.length} shared ${duplicates.length === 1 ? 'IP' : 'IPs'}`];
     for (const d of duplicates) lines.push(`  ${d.ip} is the egress of ${d.accounts.join(', ')}`);

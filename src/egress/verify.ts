@@ -9,9 +9,11 @@
 import { isIP, type Socket } from 'node:net';
 import type { ConnectionOptions } from 'node:tls';
 import { state } from '../state.js';
-import { EgressMismatchError, SessionProxyError } from '../errors.js';
+import { EgressMismatchError, EgressUnavailableError, messageWithout } from '../errors.js';
+import { redactUrl } from '../proxy/redact.js';
 import type { ProxyEndpoint, ProxyInfo } from '../proxy/endpoint.js';
 import { openTunnel } from '../tunnel/open-tunnel.js';
+import { formatAuthority } from '../tunnel/target.js';
 import { secureTunnel } from '../tunnel/secure.js';
 import { targetFromUrl, type Target } from '../routing/route.js';
 import { directConnect, markPlumbing } from '../plumbing.js';
@@ -55,10 +57,11 @@ export const directPath: EgressPath = (target, signal) => connectDirect(target, 
 /**
  * Asks the endpoints in order over `path` and reports the first IP seen.
  * `proxy` names the account's active proxy in the result and errors.
+ * @throws EgressUnavailableError when none answers (each endpoint's error in `errors`)
  */
 export async function probeEgress(account: string, proxy: ProxyEndpoint, path: EgressPath, options: EgressOptions = {}): Promise<EgressResult> {
   const endpoints = options.endpoints ?? DEFAULT_EGRESS_ENDPOINTS;
-  const failures: string[] = [];
+  const errors: unknown[] = [];
   for (const endpoint of endpoints) {
     const started = performance.now();
     try {
@@ -70,10 +73,15 @@ export async function probeEgress(account: string, proxy: ProxyEndpoint, path: E
       return result;
     } catch (err) {
       if (err instanceof EgressMismatchError) throw err;
-      failures.push(`${endpoint}: ${(err as Error).message}`);
+      errors.push(err);
     }
   }
-  throw new SessionProxyError(`no egress endpoint answered: ${failures.join('; ')}`, { account, proxy });
+  // Our errors are redacted already; the others (sockets, HTTP) are scrubbed in case one quotes a URL.
+  const failures = errors.map((err, i) => {
+    const { host, port } = targetFromUrl(endpoints[i]!);
+    return `${endpoints[i]}: ${redactUrl(messageWithout(err, { account, proxy, target: formatAuthority(host, port) }))}`;
+  });
+  throw new EgressUnavailableError(`no egress endpoint answered: ${failures.join('; ')}`, { account, proxy, errors });
 }
 
 /** One endpoint, over `path`. */

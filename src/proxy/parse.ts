@@ -13,9 +13,13 @@
  * too unlikely to be worth making raw `@`/`/` in passwords an error.
  *
  * Every message names what is wrong plus a redacted echo of the input built
- * from its structure (never from a regex over the raw text), and the echo
- * masks anything that could be a password: the password itself, and a "port"
- * that is not a valid port (`http://user:secret` forgot its host).
+ * from its structure (never from a regex over the raw text). The echo masks
+ * the password and nothing else the user needs to see what is wrong: host,
+ * port (an out-of-range one included) and path are shown. The one other
+ * thing masked is a "port" that may be a password whose host was forgotten:
+ * with no `@` in a URL (`http://user:secret`), or in a vendor line
+ * (`user:secret`), text after the host's `:` is shown only if it reads as a
+ * port number (1-5 digits; in a URL, optionally followed by a path).
  */
 import { isIPv4, isIPv6 } from 'node:net';
 import { domainToASCII } from 'node:url';
@@ -198,7 +202,7 @@ function parseUrlForm(scheme: string, rest: string): Parsed {
   let hostport = at < 0 ? rest : rest.slice(at + 1);
   const colon = userinfo === undefined ? -1 : userinfo.indexOf(':');
   const userEcho = userinfo === undefined ? '' : colon < 0 ? `${userinfo}@` : `${userinfo.slice(0, colon)}:***@`;
-  const echo = `${scheme}://${userEcho}${echoHostPort(hostport)}`;
+  const echo = `${scheme}://${userEcho}${userinfo === undefined ? echoHostPort(hostport) : hostport}`;
   const fail = (message: string): Failure => new Failure(message, echo);
 
   if (!isProxyProtocol(scheme)) throw fail(`unsupported proxy scheme "${scheme}"`);
@@ -265,14 +269,17 @@ function parseVendorForm(s: string, protocol: ProxyProtocol): Parsed {
   const creds = c1 < 0 ? undefined : rest.slice(c1 + 1);
   const c2 = creds === undefined ? -1 : creds.indexOf(':');
   const portOk = isValidPort(portField);
-  // If the port is not a port, the fields after it are not known to be the
-  // user, so everything past the host is masked.
+  // A port field that is not even a number may be a password (`user:secret`
+  // has no host:port); then the fields after it are not known to be the user
+  // either, so everything past the host is masked. A number is shown, valid
+  // or not: `h:70000:user:***` says what is wrong.
+  const portShown = looksLikePort(portField);
   const echo =
     creds === undefined
-      ? `${hostEcho}:${portOk ? portField : '***'}`
-      : portOk && c2 >= 0
+      ? `${hostEcho}:${portShown ? portField : '***'}`
+      : portShown && c2 >= 0
         ? `${hostEcho}:${portField}:${creds.slice(0, c2)}:***`
-        : `${hostEcho}:${portOk ? portField : '***'}:***`;
+        : `${hostEcho}:${portShown ? portField : '***'}:***`;
   const fail = (message: string): Failure => new Failure(message, echo);
 
   if (!bracketed && (hostField.includes('@') || portField.includes('@'))) {
@@ -328,7 +335,12 @@ function parseIPv6(raw: string, fail: (m: string) => Failure): string {
 }
 
 function isValidPort(p: string): boolean {
-  return /^\d{1,5}$/.test(p) && Number(p) >= 1 && Number(p) <= 65535;
+  return looksLikePort(p) && Number(p) >= 1 && Number(p) <= 65535;
+}
+
+/** Digits a user would write as a port, in range or not; a password rarely is 1-5 digits. */
+function looksLikePort(p: string): boolean {
+  return /^\d{1,5}$/.test(p);
 }
 
 // Messages never include the rejected text: a "port" that is not one is
@@ -345,7 +357,11 @@ function parsePort(p: string, fail: (m: string) => Failure): number {
   return n;
 }
 
-/** The host and, if it is a valid port, the port; anything else is masked. */
+/**
+ * A URL with no credentials: the host and, if it reads as a port number (and
+ * a path after it), the rest; anything else after the `:` may be the password
+ * of `http://user:secret` and is masked.
+ */
 function echoHostPort(hp: string): string {
   let host: string;
   let after: string;
@@ -360,8 +376,8 @@ function echoHostPort(hp: string): string {
     after = c < 0 ? '' : hp.slice(c);
   }
   if (after === '' || after === '/') return host + after;
-  const port = after.startsWith(':') ? after.slice(1).replace(/\/$/, '') : undefined;
-  return port !== undefined && isValidPort(port) ? host + after : `${host}:***`;
+  const port = after.startsWith(':') ? /^\d{1,5}(?=$|[/?#])/.exec(after.slice(1)) : null;
+  return port ? host + after : `${host}:***`;
 }
 
 /**

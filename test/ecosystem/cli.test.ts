@@ -78,6 +78,14 @@ describe.skipIf(needsDist)('session-proxy check', () => {
     expect(row(6)!.at(-1)).toBe('invalid');
     expect(r.stdout).toContain('7 proxies: 4 ok, 3 failed');
     expect(r.stdout).toMatch(/list\.txt:6\): proxy answered CONNECT with 407/);
+    // The failure lines say what the user gave: a proxy, no account (before: `account "check"`), the proxy once.
+    expect(r.stdout).not.toMatch(/account "/);
+    const failures = r.stdout.slice(r.stdout.indexOf('Failures:')).split('\n').slice(1).filter(Boolean);
+    expect(failures).toHaveLength(3);
+    for (const line of failures) {
+      const shown = line.trim().slice(0, line.trim().indexOf(' ('));
+      expect(line.split(shown).length - 1, line).toBe(1);
+    }
   });
 
   it('--json: one result per proxy and a summary; exit 0 when all work', async () => {
@@ -175,7 +183,13 @@ describe.skipIf(needsDist)('session-proxy verify', () => {
       ['carol', 'duplicate'],
       ['dave', 'unreachable'],
     ]);
-    expect(out.accounts[2]).toMatchObject({ ip: '127.0.0.3', sharesIpWith: ['carol'], ok: false });
+    // The API's name (verifyAll() rows), not `sharesIpWith`.
+    expect(out.accounts[2]).toMatchObject({ ip: '127.0.0.3', sameIpAs: ['carol'], ok: false });
+    expect(out.accounts[2]).not.toHaveProperty('sharesIpWith');
+    // A failure line names the account and proxy once, at its start.
+    const failure = text.stdout.split('\n').find((l) => l.startsWith('  default '))!;
+    expect(failure).toMatch(/^  default http:\/\/alice:\*\*\*@127\.0\.0\.1:\d+: proxy answered CONNECT with 407/);
+    expect(failure).not.toMatch(/account "|proxy http/);
   });
 
   it('picks each account’s active proxy as the manager does (exclusive: the first one not already held)', async () => {

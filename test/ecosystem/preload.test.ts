@@ -61,7 +61,8 @@ describe.skipIf(needsDist)('node --import / -r session-proxy/register', () => {
     const r = await run(['--import', 'session-proxy/register', app, echo.httpUrl], { env: configEnv() });
     const out = lastJson<{ install: string; installMessage: string }>(r);
     expect(out.install).toBe('AlreadyInstalledError');
-    expect(out.installMessage).toMatch(/getManager\(\)/);
+    // It names the preload, as the user started it, and the configuration it read.
+    expect(out.installMessage).toMatch(/^the session-proxy\/register preload \(node --import session-proxy\/register, configured from config file \S*proxies\.json\) already installed this process's SessionProxyManager; use getManager\(\)/);
   });
 
   it('-r with SESSION_PROXY_ACCOUNT runs the whole app in that account’s scope (ESM and CommonJS apps)', async () => {

@@ -328,16 +328,34 @@ describe('parseProxy: bad input', () => {
   it('echoes a redacted form of the input', () => {
     const cases: Array<[string, string]> = [
       [`ftp://bob:${SECRET}@h:21`, 'ftp://bob:***@h:21'],
-      [`http://bob:${SECRET}@h:0`, 'http://bob:***@h:***'],
+      // Only the password is masked: host, port (invalid ones too) and path say what is wrong.
+      [`http://bob:${SECRET}@h:0`, 'http://bob:***@h:0'],
+      [`http://user:${SECRET}@127.0.0.1:99999`, 'http://user:***@127.0.0.1:99999'],
+      [`http://user:${SECRET}@127.0.0.1:80x`, 'http://user:***@127.0.0.1:80x'],
+      [`http://user:${SECRET}@10.0.0.1:8080/path`, 'http://user:***@10.0.0.1:8080/path'],
+      ['http://10.0.0.1:8080/path', 'http://10.0.0.1:8080/path'],
+      ['http://10.0.0.1:99999', 'http://10.0.0.1:99999'],
+      ['socks5://[::1]:70000', 'socks5://[::1]:70000'],
+      [`h:0:bob:${SECRET}`, 'h:0:bob:***'],
+      [`h:70000:bob:${SECRET}`, 'h:70000:bob:***'],
+      ['h:99999', 'h:99999'],
+      // With no "@", what follows the host's ":" may be a password whose host was forgotten.
       [`http://bob:${SECRET}`, 'http://bob:***'],
-      [`h:0:bob:${SECRET}`, 'h:***:***'],
+      [`http://bob:${SECRET}/x`, 'http://bob:***'],
+      [`http://host:8080:user:${SECRET}`, 'http://host:***'],
+      [`bob:${SECRET}`, 'bob:***'],
       [`h:1:bob`, 'h:1:***'],
       [`pro xy:8080:bob:${SECRET}`, 'pro xy:8080:bob:***'],
       ['host', 'host'],
     ];
     for (const [input, echo] of cases) {
-      expect(() => parseProxy(input)).toThrow(expect.objectContaining({ proxy: echo }));
+      expect(() => parseProxy(input), input).toThrow(expect.objectContaining({ proxy: echo }));
     }
+  });
+
+  it('an out-of-range port is named in the message, the password alone masked', () => {
+    expect(() => parseProxy(`http://user:${SECRET}@127.0.0.1:99999`)).toThrow('port is out of range (1-65535) (proxy http://user:***@127.0.0.1:99999)');
+    expect(() => parseProxy('http://10.0.0.1:8080/path')).toThrow('a proxy URL must not have a path, query or fragment (proxy http://10.0.0.1:8080/path)');
   });
 
   it('rejects bad options with a ConfigError', () => {
