@@ -17,7 +17,6 @@ import { AccountPools, DEFAULT_ACCOUNT, type AccountPool } from './routing/accou
 import { Router } from './routing/router.js';
 import { LeakPolicy, type LeakEvent } from './routing/leak-policy.js';
 import { AccountTunnels } from './routing/account-tunnels.js';
-import { ROTATION_STRATEGIES } from './routing/strategies.js';
 import { Rotation, type MoveEvent } from './routing/rotation.js';
 import { SocketTunnelRegistry } from './layers/socket/tunnel-registry.js';
 import type { Target } from './routing/route.js';
@@ -50,6 +49,7 @@ import { EgressPolicy } from './egress/egress-policy.js';
 import { publish } from './diagnostics.js';
 import type { ProxySpec, SessionProxyOptions } from './options.js';
 import { buildStats, type ManagerStats } from './health/stats.js';
+import { checkOptions } from './config/load.js';
 
 export interface RotateOptions {
   /**
@@ -132,18 +132,14 @@ export class SessionProxyManager extends EventEmitter<SessionProxyEvents> {
   constructor(options: SessionProxyOptions = {}) {
     super();
     Object.defineProperty(this, kManager, { value: true });
+    // The same validator as config files: unknown keys (did you mean), types, values, key paths
+    // in every message, no password in any; a "__proto__" key anywhere is refused.
+    checkOptions(options);
     this.options = Object.freeze({ ...options });
-    if (options.strategy !== undefined && !ROTATION_STRATEGIES.includes(options.strategy)) {
-      throw new ConfigError(`strategy must be one of ${ROTATION_STRATEGIES.join(', ')}, got ${JSON.stringify(options.strategy)}`);
-    }
     const drainTimeout = options.drainTimeout ?? 30_000;
-    if (typeof drainTimeout !== 'number' || !(drainTimeout >= 0) || !Number.isFinite(drainTimeout)) throw new ConfigError(`drainTimeout must be a number of milliseconds >= 0`);
     this.drain = new ConnectionDrain(drainTimeout, (socket) => servedRoute(socket) !== undefined);
     if (options.proxy !== undefined) this.accounts.set(DEFAULT_ACCOUNT, this.parsePool(DEFAULT_ACCOUNT, options.proxy));
-    for (const [name, spec] of Object.entries(options.accounts ?? {})) {
-      if (name === DEFAULT_ACCOUNT) throw new ConfigError(`account name "${DEFAULT_ACCOUNT}" is reserved for the default pool (option \`proxy\`)`);
-      this.addAccount(name, spec);
-    }
+    for (const [name, spec] of Object.entries(options.accounts ?? {})) this.addAccount(name, spec);
     if (this.exclusive) this.accounts.assignExclusive();
     const self = this;
     this.rotation = new Rotation(
@@ -345,6 +341,8 @@ export class SessionProxyManager extends EventEmitter<SessionProxyEvents> {
   /** Adds or replaces an account. Replacing retires its old pools. */
   setAccount(account: string, spec: ProxySpec): this {
     if (account === DEFAULT_ACCOUNT) throw new ConfigError(`account name "${DEFAULT_ACCOUNT}" is reserved for the default pool (option \`proxy\`)`);
+    // As in the constructor: `accounts.__proto__: … (in setAccount())`, a bad spec by its key path.
+    if (typeof account === 'string') checkOptions({ accounts: { [account]: spec } }, 'setAccount()');
     const previous = this.accounts.get(account);
     const pool = this.addAccount(account, spec);
     if (this.exclusive) {

@@ -1,5 +1,5 @@
 /**
- * Validation of one configuration layer — a config file, the serialized
+ * The configuration validator: one layer — a config file, the serialized
  * SESSION_PROXY_CONFIG_JSON, or the options given in code — into a `Layer`:
  * its values checked and normalized, its proxies collected with the key path
  * they came from (they are parsed later, once the merged `defaultProtocol` is
@@ -7,16 +7,26 @@
  * says what was expected; values are never echoed (any string may hold a
  * password), except short enumerations that came from no `${VAR}`.
  *
- * schema/config.schema.json describes the same file format; a test keeps the
- * two in agreement.
+ * Code and files go through the same checks — unknown keys with "did you
+ * mean", types, values, the prototype-key rule (keys.ts). Code may also pass
+ * what JSON cannot: URL objects and ProxyEndpoints as proxies, and Buffers,
+ * KeyObjects, a SecureContext or functions in TLS options (tls.ts). The
+ * file-only keys (`$schema`, `proxyList`, `caFile`, an account's
+ * `{ proxies, proxyList }`) are not options.
+ *
+ * schema/config.schema.json describes the same file format, and
+ * SessionProxyOptions (options.ts) the same options; tests keep the three in
+ * agreement.
  */
-import { readFileSync } from 'node:fs';
-import { isAbsolute, resolve as resolvePath } from 'node:path';
 import type { ConnectionOptions } from 'node:tls';
-import { ConfigError } from '../errors.js';
-import { PROXY_PROTOCOLS, isProxyProtocol, type ProxyProtocol } from '../proxy/endpoint.js';
+import { PROXY_PROTOCOLS, isProxyEndpoint, isProxyProtocol, type ProxyProtocol } from '../proxy/endpoint.js';
 import { interpolate } from './interpolate.js';
+import { checkKeys, forbiddenKey, isForbiddenKey, isPlainObject, ownView, setOwn } from './keys.js';
+import { resolveFile } from './files.js';
 import { keyPath, kindOf } from './path.js';
+import { fail, shown, unknownKey, type Checker } from './report.js';
+import { PROXY_TLS_KEYS, REQUEST_TLS_KEYS, codeTls, fileTls, stringOrStrings } from './tls.js';
+import { BOOLEAN_KEYS, PASS_THROUGH, checkBoolean } from './values.js';
 
 /** One proxy as written, with where it was written. */
 export interface ProxyRef {
@@ -51,63 +61,32 @@ export interface Layer {
   env?: boolean;
   defaultProtocol?: ProxyProtocol;
   requestTls?: ConnectionOptions;
-  /** Options handed to the manager untouched (basic types checked). */
+  /** Options handed to the manager as they are (checked). */
   readonly extra: Record<string, unknown>;
 }
 
 export const RESERVED_ACCOUNT = 'default';
 
-export const BOOLEAN_KEYS = ['strict', 'requireScope', 'tunnelSockets', 'env'] as const;
+/** The keys of SessionProxyOptions, in the order messages list them. */
+export const OPTION_KEYS: readonly string[] = ['proxy', 'accounts', 'noProxy', ...BOOLEAN_KEYS, 'defaultProtocol', 'requestTls', ...Object.keys(PASS_THROUGH)];
+/** Keys only the config-file format has. */
+export const FILE_ONLY_KEYS: readonly string[] = ['$schema', 'proxyList'];
+export const FILE_KEYS: readonly string[] = ['$schema', 'proxy', 'proxyList', ...OPTION_KEYS.slice(1)];
+/** The keys of ProxyObjectInput, and of a proxy object in a file. */
+export const PROXY_OBJECT_KEYS: readonly string[] = ['url', 'username', 'password', 'label', 'connectTimeout', 'tls'];
+/** An account in a file may be `{ proxies, proxyList }`. */
+export const ACCOUNT_OBJECT_KEYS: readonly string[] = ['proxies', 'proxyList'];
 
-/**
- * Options owned by the manager that the config layer passes through with a
- * basic type check. `expected` is what the message says; `ok` the check.
- */
-export const PASS_THROUGH: Readonly<Record<string, { expected: string; ok: (v: unknown) => boolean }>> = {
-  strategy: { expected: 'a string (a rotation strategy, e.g. "round-robin")', ok: (v) => typeof v === 'string' && v !== '' },
-  balance: { expected: 'a string ("sticky" or "per-connection")', ok: (v) => typeof v === 'string' && v !== '' },
-  exclusive: { expected: 'true or false', ok: (v) => typeof v === 'boolean' },
-  failover: { expected: 'true or false', ok: (v) => typeof v === 'boolean' },
-  health: { expected: 'an object', ok: isPlainObject },
-  healthCheck: { expected: 'an object (e.g. { "interval": 30000 })', ok: isPlainObject },
-  egressEndpoints: {
-    expected: 'a non-empty array of URL strings',
-    ok: (v) => Array.isArray(v) && v.length > 0 && v.every((s) => typeof s === 'string' && s !== ''),
-  },
-  verifyOnStart: { expected: 'true or false', ok: (v) => typeof v === 'boolean' },
-  verifyOnRotate: { expected: 'true or false', ok: (v) => typeof v === 'boolean' },
-  verifyEvery: { expected: 'a positive number of milliseconds', ok: (v) => typeof v === 'number' && Number.isFinite(v) && v > 0 },
-  onMismatch: { expected: 'a string ("error" or "quarantine")', ok: (v) => typeof v === 'string' && v !== '' },
-  idleTimeout: { expected: 'a number of milliseconds >= 0', ok: (v) => typeof v === 'number' && Number.isFinite(v) && v >= 0 },
-  drainTimeout: { expected: 'a number of milliseconds >= 0', ok: (v) => typeof v === 'number' && Number.isFinite(v) && v >= 0 },
+/** What a file-only key would be written as in code. */
+const IN_CODE: Readonly<Record<string, string>> = {
+  $schema: '$schema is a config-file key',
+  proxyList: 'proxyList is a config-file key; in code pass proxy: parseProxyList(readFileSync(file, "utf8"))',
+  configFile: 'the manager reads no config file; use install(loadConfig({ configFile }))',
 };
 
-const FILE_KEYS = [
-  '$schema',
-  'proxy',
-  'proxyList',
-  'accounts',
-  'noProxy',
-  ...BOOLEAN_KEYS,
-  'defaultProtocol',
-  'requestTls',
-  ...Object.keys(PASS_THROUGH),
-];
-
-const PROXY_OBJECT_KEYS = ['url', 'username', 'password', 'label', 'connectTimeout', 'tls'];
-const TLS_KEYS = ['ca', 'caFile', 'rejectUnauthorized', 'servername'];
-const ACCOUNT_OBJECT_KEYS = ['proxies', 'proxyList'];
-
-export function isPlainObject(v: unknown): v is Record<string, unknown> {
-  if (v === null || typeof v !== 'object' || Array.isArray(v)) return false;
-  const proto = Object.getPrototypeOf(v);
-  return proto === Object.prototype || proto === null;
-}
-
-/** The error every check throws: `path: what (expected …) (in source)`. */
-export function fail(path: string, message: string, source?: string): ConfigError {
-  const where = path === '' ? '' : `${path}: `;
-  return new ConfigError(`${where}${message}${source ? ` (in ${source})` : ''}`);
+interface Ctx extends Checker {
+  /** Relative `proxyList` / `caFile` paths resolve against this. */
+  readonly baseDir: string;
 }
 
 export interface DocumentContext {
@@ -136,45 +115,63 @@ export function parseJsonText(text: string, source: string): unknown {
       const column = Number(pos[1]) - before.lastIndexOf('\n');
       at = ` at line ${line} column ${column}`;
     }
-    throw new ConfigError(`${source}: invalid JSON${at}: ${why}`);
+    throw fail('', `${source}: invalid JSON${at}: ${why}`);
   }
 }
 
 /** Validates a parsed config file (or the serialized JSON) into a Layer. */
 export function validateDocument(doc: unknown, ctx: DocumentContext): Layer {
   const src = ctx.source;
+  // Before anything copies or reads the document: a "__proto__" key must not become a prototype.
+  checkKeys(doc, '', src);
   if (!isPlainObject(doc)) throw fail('', `the configuration must be a JSON object, got ${kindOf(doc)}`, src);
   const secret = new Set<string>();
   const value = ctx.interpolate ? interpolateAll(doc, '', ctx.env, secret) : doc;
-  const d = value as Record<string, unknown>;
-  const layer: Layer = { source: src, extra: {} };
+  return validateLayer(value as Record<string, unknown>, { source: src, kind: 'file', secret, baseDir: ctx.baseDir }, FILE_KEYS);
+}
 
+/**
+ * Validates options given in code into a Layer, with the same checks and key
+ * paths as a file. `allow`: keys beyond SessionProxyOptions (loadConfig's
+ * `configFile`). Keys set to `undefined` count as unset.
+ */
+export function validateOptions(o: unknown, source = 'options', allow: readonly string[] = []): Layer {
+  if (o === null || typeof o !== 'object' || Array.isArray(o)) throw fail('', `options must be an object, got ${kindOf(o)}`, source);
+  checkKeys(o, '', source);
+  if (!isPlainObject(o)) throw fail('', `options must be a plain object, got ${kindOf(o)}`, source);
+  return validateLayer(o, { source, kind: 'code', secret: new Set(), baseDir: process.cwd() }, [...OPTION_KEYS, ...allow]);
+}
+
+function validateLayer(raw: Record<string, unknown>, c: Ctx, known: readonly string[]): Layer {
+  const src = c.source;
+  const d = ownView(raw);
+  const listed = known.filter((k) => k !== '$schema');
   for (const key of Object.keys(d)) {
-    if (!FILE_KEYS.includes(key)) throw fail(keyPath('', key), `unknown key${suggest(key, FILE_KEYS)} (expected one of ${FILE_KEYS.filter((k) => k !== '$schema').join(', ')})`, src);
+    if (!known.includes(key)) throw unknownKey(c, '', key, listed, c.kind === 'code' ? IN_CODE[key] : undefined);
+    if (d[key] === undefined) delete d[key];
   }
+  const layer: Layer = { source: src, extra: {} };
   if (d.$schema !== undefined && typeof d.$schema !== 'string') throw fail('$schema', `expected a string, got ${kindOf(d.$schema)}`, src);
 
   if (d.defaultProtocol !== undefined) {
     const v = d.defaultProtocol;
-    if (!isProxyProtocol(v)) {
-      const got = typeof v === 'string' && !secret.has('defaultProtocol') && v.length <= 20 ? JSON.stringify(v) : kindOf(v);
-      throw fail('defaultProtocol', `expected one of ${PROXY_PROTOCOLS.join(', ')}, got ${got}`, src);
-    }
+    if (!isProxyProtocol(v)) throw fail('defaultProtocol', `expected one of ${PROXY_PROTOCOLS.join(', ')}, got ${shown(c, v, 'defaultProtocol')}`, src);
     layer.defaultProtocol = v;
   }
-  for (const key of BOOLEAN_KEYS) {
-    if (d[key] === undefined) continue;
-    if (typeof d[key] !== 'boolean') throw fail(key, `expected true or false, got ${kindOf(d[key])}`, src);
-    layer[key] = d[key] as boolean;
-  }
+  for (const key of BOOLEAN_KEYS) if (d[key] !== undefined) layer[key] = checkBoolean(d[key], key, c) as boolean;
   if (d.noProxy !== undefined) layer.noProxy = { value: checkNoProxy(d.noProxy, 'noProxy', src), path: 'noProxy' };
-  if (d.requestTls !== undefined) layer.requestTls = fileTls(d.requestTls, 'requestTls', ctx) as ConnectionOptions;
-  checkPassThrough(d, layer, src);
+  if (d.requestTls !== undefined) {
+    layer.requestTls = (c.kind === 'file' ? fileTls(d.requestTls, 'requestTls', c, c.baseDir) : codeTls(d.requestTls, 'requestTls', REQUEST_TLS_KEYS, c)) as ConnectionOptions;
+  }
+  for (const [key, rule] of Object.entries(PASS_THROUGH)) {
+    if (d[key] === undefined) continue;
+    layer.extra[key] = rule(d[key], key, c);
+  }
 
   if (d.proxy !== undefined || d.proxyList !== undefined) {
     const pool: PoolRef = { path: 'proxy', items: [], lists: [] };
-    if (d.proxy !== undefined) filePool(d.proxy, 'proxy', pool, ctx);
-    if (d.proxyList !== undefined) pool.lists.push(...listRefs(d.proxyList, 'proxyList', ctx));
+    if (d.proxy !== undefined) addProxies(d.proxy, 'proxy', pool, c);
+    if (d.proxyList !== undefined) pool.lists.push(...listRefs(d.proxyList, 'proxyList', c));
     layer.proxy = pool;
   }
   if (d.accounts !== undefined) {
@@ -182,23 +179,19 @@ export function validateDocument(doc: unknown, ctx: DocumentContext): Layer {
     layer.accounts = new Map();
     for (const [name, spec] of Object.entries(d.accounts)) {
       const path = keyPath('accounts', name);
-      checkAccountName(name, path, src);
-      layer.accounts.set(name, fileAccount(spec, path, ctx));
+      checkAccountName(name, path, c);
+      layer.accounts.set(name, account(spec, path, c));
     }
   }
   return layer;
 }
 
-function checkAccountName(name: string, path: string, src: string): void {
-  if (name === '') throw fail(path, 'account names must be non-empty', src);
-  if (name === RESERVED_ACCOUNT) throw fail(path, `the account name "${RESERVED_ACCOUNT}" is reserved for the default pool (use the top-level "proxy" key)`, src);
-}
-
-function checkPassThrough(d: Record<string, unknown>, layer: Layer, src: string): void {
-  for (const [key, rule] of Object.entries(PASS_THROUGH)) {
-    if (d[key] === undefined) continue;
-    if (!rule.ok(d[key])) throw fail(key, `expected ${rule.expected}, got ${kindOf(d[key])}`, src);
-    layer.extra[key] = d[key];
+function checkAccountName(name: string, path: string, c: Checker): void {
+  if (name === '') throw fail(path, 'account names must be non-empty', c.source);
+  if (isForbiddenKey(name)) throw forbiddenKey(path, name, c.source);
+  if (name === RESERVED_ACCOUNT) {
+    const use = c.kind === 'code' ? 'option `proxy`' : 'use the top-level "proxy" key';
+    throw fail(path, `the account name "${RESERVED_ACCOUNT}" is reserved for the default pool (${use})`, c.source);
   }
 }
 
@@ -213,119 +206,83 @@ export function checkNoProxy(v: unknown, path: string, src: string): string | st
   throw fail(path, `expected a comma-separated string or an array of strings, got ${kindOf(v)}`, src);
 }
 
-/** An account's value: a proxy, an array of proxies, or `{ proxies, proxyList }`. */
-function fileAccount(spec: unknown, path: string, ctx: DocumentContext): PoolRef {
+/** An account's value: a proxy, an array of proxies, or (in a file) `{ proxies, proxyList }`. */
+function account(spec: unknown, path: string, c: Ctx): PoolRef {
   const pool: PoolRef = { path, items: [], lists: [] };
-  if (isPlainObject(spec) && !('url' in spec)) {
-    for (const key of Object.keys(spec)) {
+  if (c.kind === 'file' && isPlainObject(spec) && !Object.prototype.hasOwnProperty.call(spec, 'url')) {
+    const a = ownView(spec);
+    for (const key of Object.keys(a)) {
       if (!ACCOUNT_OBJECT_KEYS.includes(key)) {
-        throw fail(keyPath(path, key), `unknown key${suggest(key, ACCOUNT_OBJECT_KEYS)} (an account is a proxy, an array of proxies, or { "proxies": …, "proxyList": "file" }; a proxy object needs "url")`, ctx.source);
+        throw unknownKey(c, path, key, ACCOUNT_OBJECT_KEYS, 'an account is a proxy, an array of proxies, or { "proxies": …, "proxyList": "file" }; a proxy object needs "url"');
       }
     }
-    if (spec.proxies === undefined && spec.proxyList === undefined) {
-      throw fail(path, 'expected "proxies" and/or "proxyList" in the account object (or a "url" for a single proxy object)', ctx.source);
+    if (a.proxies === undefined && a.proxyList === undefined) {
+      throw fail(path, 'expected "proxies" and/or "proxyList" in the account object (or a "url" for a single proxy object)', c.source);
     }
-    if (spec.proxies !== undefined) filePool(spec.proxies, keyPath(path, 'proxies'), pool, ctx);
-    if (spec.proxyList !== undefined) pool.lists.push(...listRefs(spec.proxyList, keyPath(path, 'proxyList'), ctx));
+    if (a.proxies !== undefined) addProxies(a.proxies, keyPath(path, 'proxies'), pool, c);
+    if (a.proxyList !== undefined) pool.lists.push(...listRefs(a.proxyList, keyPath(path, 'proxyList'), c));
     return pool;
   }
-  filePool(spec, path, pool, ctx);
+  addProxies(spec, path, pool, c);
   return pool;
 }
 
 /** A proxy or a non-empty array of proxies. */
-function filePool(spec: unknown, path: string, pool: PoolRef, ctx: DocumentContext): void {
+function addProxies(spec: unknown, path: string, pool: PoolRef, c: Ctx): void {
   if (Array.isArray(spec)) {
-    if (spec.length === 0) throw fail(path, 'expected at least one proxy, got an empty array', ctx.source);
-    spec.forEach((entry, i) => pool.items.push(fileProxy(entry, keyPath(path, i), ctx)));
+    if (spec.length === 0) throw fail(path, 'expected at least one proxy, got an empty array', c.source);
+    spec.forEach((entry, i) => pool.items.push(proxyEntry(entry, keyPath(path, i), c)));
     return;
   }
-  pool.items.push(fileProxy(spec, path, ctx));
+  pool.items.push(proxyEntry(spec, path, c));
 }
 
-const PROXY_EXPECTED = 'a proxy URL string (scheme://user:pass@host:port, host:port or host:port:user:pass) or an object with "url"';
+const PROXY_EXPECTED = {
+  file: 'a proxy URL string (scheme://user:pass@host:port, host:port or host:port:user:pass) or an object with "url"',
+  code: 'a proxy URL string (scheme://user:pass@host:port, host:port or host:port:user:pass), a URL, a { url } object or a ProxyEndpoint',
+};
 
-function fileProxy(entry: unknown, path: string, ctx: DocumentContext): ProxyRef {
+const isUrl = (v: unknown): boolean => v instanceof URL || Object.prototype.toString.call(v) === '[object URL]';
+
+function proxyEntry(entry: unknown, path: string, c: Ctx): ProxyRef {
   if (typeof entry === 'string') {
-    if (entry.trim() === '') throw fail(path, `expected ${PROXY_EXPECTED}, got an empty string`, ctx.source);
+    if (entry.trim() === '') throw fail(path, `expected ${PROXY_EXPECTED[c.kind]}, got an empty string`, c.source);
     return { input: entry, path };
   }
-  if (!isPlainObject(entry)) throw fail(path, `expected ${PROXY_EXPECTED}, got ${kindOf(entry)}`, ctx.source);
-  for (const key of Object.keys(entry)) {
-    if (!PROXY_OBJECT_KEYS.includes(key)) throw fail(keyPath(path, key), `unknown key${suggest(key, PROXY_OBJECT_KEYS)} (a proxy object has ${PROXY_OBJECT_KEYS.join(', ')})`, ctx.source);
+  if (c.kind === 'code' && (isUrl(entry) || isProxyEndpoint(entry))) return { input: entry, path };
+  if (!isPlainObject(entry)) throw fail(path, `expected ${PROXY_EXPECTED[c.kind]}, got ${kindOf(entry)}`, c.source);
+  const e = ownView(entry);
+  for (const key of Object.keys(e)) {
+    if (!PROXY_OBJECT_KEYS.includes(key)) {
+      const account = c.kind === 'code' && /^accounts[.[]/.test(path) ? '; in code an account is a proxy or an array of proxies' : '';
+      throw unknownKey(c, path, key, PROXY_OBJECT_KEYS, `a proxy object has ${PROXY_OBJECT_KEYS.join(', ')}${account}`);
+    }
   }
-  if (typeof entry.url !== 'string' || entry.url.trim() === '') {
-    const got = entry.url === undefined ? 'nothing' : typeof entry.url === 'string' ? 'an empty string' : kindOf(entry.url);
-    throw fail(keyPath(path, 'url'), `expected a proxy URL string, got ${got} (a proxy object needs "url")`, ctx.source);
+  const url = e.url;
+  if (!(typeof url === 'string' && url.trim() !== '') && !(c.kind === 'code' && isUrl(url))) {
+    const got = url === undefined ? 'nothing' : typeof url === 'string' ? 'an empty string' : kindOf(url);
+    throw fail(keyPath(path, 'url'), `expected a proxy URL string${c.kind === 'code' ? ' or URL' : ''}, got ${got} (a proxy object needs "url")`, c.source);
   }
   for (const key of ['username', 'password', 'label'] as const) {
-    if (entry[key] !== undefined && typeof entry[key] !== 'string') throw fail(keyPath(path, key), `expected a string, got ${kindOf(entry[key])}`, ctx.source);
+    if (e[key] !== undefined && typeof e[key] !== 'string') throw fail(keyPath(path, key), `expected a string, got ${kindOf(e[key])}`, c.source);
   }
-  const out: Record<string, unknown> = { url: entry.url };
-  for (const key of ['username', 'password', 'label'] as const) if (entry[key] !== undefined) out[key] = entry[key];
-  if (entry.connectTimeout !== undefined) {
-    const t = entry.connectTimeout;
-    if (typeof t !== 'number' || !Number.isFinite(t) || t <= 0) throw fail(keyPath(path, 'connectTimeout'), `expected a positive number of milliseconds, got ${kindOf(t)}`, ctx.source);
+  const out: Record<string, unknown> = { url };
+  for (const key of ['username', 'password', 'label'] as const) if (e[key] !== undefined) out[key] = e[key];
+  if (e.connectTimeout !== undefined) {
+    const t = e.connectTimeout;
+    if (typeof t !== 'number' || !Number.isFinite(t) || t <= 0) throw fail(keyPath(path, 'connectTimeout'), `expected a positive number of milliseconds, got ${kindOf(t)}`, c.source);
     out.connectTimeout = t;
   }
-  if (entry.tls !== undefined) out.tls = fileTls(entry.tls, keyPath(path, 'tls'), ctx);
+  if (e.tls !== undefined) {
+    const at = keyPath(path, 'tls');
+    out.tls = c.kind === 'file' ? fileTls(e.tls, at, c, c.baseDir) : codeTls(e.tls, at, PROXY_TLS_KEYS, c);
+  }
   return { input: out, path };
 }
 
-/** `{ ca, caFile, rejectUnauthorized, servername }`; caFile is read and joined to ca. */
-function fileTls(v: unknown, path: string, ctx: DocumentContext): Record<string, unknown> {
-  if (!isPlainObject(v)) throw fail(path, `expected an object with ${TLS_KEYS.join(', ')}, got ${kindOf(v)}`, ctx.source);
-  for (const key of Object.keys(v)) {
-    if (!TLS_KEYS.includes(key)) throw fail(keyPath(path, key), `unknown key${suggest(key, TLS_KEYS)} (expected one of ${TLS_KEYS.join(', ')})`, ctx.source);
-  }
-  const out: Record<string, unknown> = {};
-  const cas: string[] = [];
-  if (v.ca !== undefined) cas.push(...stringOrStrings(v.ca, keyPath(path, 'ca'), 'a PEM certificate string or an array of them', ctx.source));
-  if (v.caFile !== undefined) {
-    const p = keyPath(path, 'caFile');
-    const files = stringOrStrings(v.caFile, p, 'a file path or an array of them', ctx.source);
-    files.forEach((f, i) => cas.push(readText(resolveFile(f, ctx.baseDir), f, Array.isArray(v.caFile) ? keyPath(p, i) : p, ctx.source)));
-  }
-  if (cas.length) out.ca = cas.length === 1 ? cas[0] : cas;
-  if (v.rejectUnauthorized !== undefined) {
-    if (typeof v.rejectUnauthorized !== 'boolean') throw fail(keyPath(path, 'rejectUnauthorized'), `expected true or false, got ${kindOf(v.rejectUnauthorized)}`, ctx.source);
-    out.rejectUnauthorized = v.rejectUnauthorized;
-  }
-  if (v.servername !== undefined) {
-    if (typeof v.servername !== 'string' || v.servername === '') throw fail(keyPath(path, 'servername'), `expected a host name string, got ${kindOf(v.servername)}`, ctx.source);
-    out.servername = v.servername;
-  }
-  return out;
-}
-
-function stringOrStrings(v: unknown, path: string, expected: string, src: string): string[] {
-  if (typeof v === 'string' && v !== '') return [v];
-  if (Array.isArray(v) && v.length > 0) {
-    v.forEach((e, i) => {
-      if (typeof e !== 'string' || e === '') throw fail(keyPath(path, i), `expected a non-empty string, got ${e === '' ? 'an empty string' : kindOf(e)}`, src);
-    });
-    return v as string[];
-  }
-  throw fail(path, `expected ${expected}, got ${v === '' ? 'an empty string' : Array.isArray(v) ? 'an empty array' : kindOf(v)}`, src);
-}
-
-function listRefs(v: unknown, path: string, ctx: DocumentContext): ListRef[] {
-  const files = stringOrStrings(v, path, 'a file path (one proxy per line) or an array of them', ctx.source);
-  return files.map((f, i) => ({ file: resolveFile(f, ctx.baseDir), shown: f, path: Array.isArray(v) ? keyPath(path, i) : path }));
-}
-
-export function resolveFile(file: string, baseDir: string): string {
-  return isAbsolute(file) ? file : resolvePath(baseDir, file);
-}
-
-export function readText(file: string, shown: string, path: string, src: string): string {
-  try {
-    return readFileSync(file, 'utf8');
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    const why = code === 'ENOENT' ? 'file not found' : code === 'EACCES' ? 'permission denied' : code === 'EISDIR' ? 'is a directory' : `cannot read it (${code ?? 'error'})`;
-    throw fail(path, `${shown}: ${why}`, src);
-  }
+function listRefs(v: unknown, path: string, c: Ctx): ListRef[] {
+  const files = stringOrStrings(v, path, 'a file path (one proxy per line) or an array of them', c.source);
+  return files.map((f, i) => ({ file: resolveFile(f, c.baseDir), shown: f, path: Array.isArray(v) ? keyPath(path, i) : path }));
 }
 
 /** Interpolates every string value of a JSON document; records the paths that used a variable. */
@@ -337,36 +294,10 @@ function interpolateAll(v: unknown, path: string, env: NodeJS.ProcessEnv, secret
   }
   if (Array.isArray(v)) return v.map((e, i) => interpolateAll(e, keyPath(path, i), env, secret));
   if (isPlainObject(v)) {
+    // Own keys in, own properties out: `out[k] = …` would let a "__proto__" key set the prototype.
     const out: Record<string, unknown> = {};
-    for (const [k, e] of Object.entries(v)) out[k] = interpolateAll(e, keyPath(path, k), env, secret);
+    for (const k of Object.keys(v)) setOwn(out, k, interpolateAll(v[k], keyPath(path, k), env, secret));
     return out;
   }
   return v;
-}
-
-/** ` (did you mean "strict"?)` for a near miss, else ''. */
-export function suggest(key: string, known: readonly string[]): string {
-  let best: string | undefined;
-  let bestDistance = Infinity;
-  for (const k of known) {
-    const d = distance(key.toLowerCase(), k.toLowerCase());
-    if (d < bestDistance) {
-      bestDistance = d;
-      best = k;
-    }
-  }
-  return best !== undefined && bestDistance <= Math.max(1, Math.floor(best.length / 3)) ? ` (did you mean "${best}"?)` : '';
-}
-
-/** Optimal string alignment distance: edits, with a swap of neighbours counting as one. */
-function distance(a: string, b: string): number {
-  const d: number[][] = Array.from({ length: a.length + 1 }, (_, i) => Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)));
-  for (let i = 1; i <= a.length; i++) {
-    for (let j = 1; j <= b.length; j++) {
-      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
-      d[i]![j] = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + cost);
-      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) d[i]![j] = Math.min(d[i]![j]!, d[i - 2]![j - 2]! + 1);
-    }
-  }
-  return d[a.length]![b.length]!;
 }

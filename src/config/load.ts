@@ -25,22 +25,14 @@ import type { ConnectionOptions } from 'node:tls';
 import { ConfigError, ProxyUrlError } from '../errors.js';
 import { parseProxy, parseProxyList } from '../proxy/parse.js';
 import { LOOPBACK_NO_PROXY, NoProxyMatcher, readableNoProxyEntries } from '../proxy/no-proxy.js';
-import { PROXY_PROTOCOLS, isProxyProtocol, type ProxyEndpoint, type ProxyProtocol } from '../proxy/endpoint.js';
+import { PROXY_PROTOCOLS, type ProxyEndpoint, type ProxyProtocol } from '../proxy/endpoint.js';
 import type { SessionProxyOptions } from '../options.js';
-import {
-  BOOLEAN_KEYS,
-  PASS_THROUGH,
-  RESERVED_ACCOUNT,
-  checkNoProxy,
-  fail,
-  parseJsonText,
-  readText,
-  resolveFile,
-  validateDocument,
-  type Layer,
-  type PoolRef,
-} from './document.js';
-import { keyPath, kindOf } from './path.js';
+import { parseJsonText, validateDocument, validateOptions, type Layer, type PoolRef } from './document.js';
+import { readText, resolveFile } from './files.js';
+import { setOwn } from './keys.js';
+import { kindOf } from './path.js';
+import { fail } from './report.js';
+import { BOOLEAN_KEYS } from './values.js';
 
 export interface LoadConfigOptions extends SessionProxyOptions {
   /** A JSON config file (relative paths resolve against the working directory). Overrides SESSION_PROXY_CONFIG. */
@@ -81,7 +73,7 @@ export function loadConfig(options: LoadConfigOptions = {}, env: NodeJS.ProcessE
 
 /** loadConfig plus where things came from (for the CLI and the preload's messages). */
 export function resolveConfig(options: LoadConfigOptions = {}, env: NodeJS.ProcessEnv = process.env): ResolvedConfig {
-  const layers: Layer[] = [codeLayer(options)];
+  const layers: Layer[] = [validateOptions(options, 'options', ['configFile'])];
   const explicitFile = options.configFile;
   const json = env[CONFIG_JSON_ENV];
   const fromParent = json !== undefined && json !== '';
@@ -122,7 +114,7 @@ function merge(layers: Layer[], file: string | undefined, fromParent: boolean): 
   for (const layer of [...layers].reverse()) for (const [name, ref] of layer.accounts ?? []) accounts.set(name, { ref, source: layer.source });
   if (accounts.size) {
     out.accounts = {};
-    for (const [name, { ref, source }] of accounts) out.accounts[name] = parsePool(ref, source, parseOptions);
+    for (const [name, { ref, source }] of accounts) setOwn(out.accounts, name, parsePool(ref, source, parseOptions));
   }
 
   const noProxy = first('noProxy');
@@ -172,71 +164,6 @@ function parsePool(ref: PoolRef, source: string, parseOptions: { defaultProtocol
   return out;
 }
 
-/** The options given in code: same checks, but proxies may be URL objects or ProxyEndpoints, and unknown keys pass through. */
-function codeLayer(o: LoadConfigOptions): Layer {
-  const src = 'options';
-  if (o === null || typeof o !== 'object' || Array.isArray(o)) throw fail('', `options must be an object, got ${kindOf(o)}`, src);
-  const layer: Layer = { source: src, extra: {} };
-  for (const [key, value] of Object.entries(o)) {
-    if (value === undefined) continue;
-    switch (key) {
-      case 'configFile':
-        break;
-      case 'proxy':
-        layer.proxy = codePool(value, 'proxy', src);
-        break;
-      case 'accounts': {
-        if (value === null || typeof value !== 'object' || Array.isArray(value)) throw fail('accounts', `expected an object mapping account names to proxies, got ${kindOf(value)}`, src);
-        layer.accounts = new Map();
-        for (const [name, spec] of Object.entries(value as Record<string, unknown>)) {
-          const path = keyPath('accounts', name);
-          if (name === '') throw fail(path, 'account names must be non-empty', src);
-          if (name === RESERVED_ACCOUNT) throw fail(path, `the account name "${RESERVED_ACCOUNT}" is reserved for the default pool (option \`proxy\`)`, src);
-          layer.accounts.set(name, codePool(spec, path, src));
-        }
-        break;
-      }
-      case 'noProxy':
-        layer.noProxy = { value: checkNoProxy(value, 'noProxy', src), path: 'noProxy' };
-        break;
-      case 'defaultProtocol':
-        if (!isProxyProtocol(value)) throw fail('defaultProtocol', `expected one of ${PROXY_PROTOCOLS.join(', ')}, got ${typeof value === 'string' && value.length <= 20 ? JSON.stringify(value) : kindOf(value)}`, src);
-        layer.defaultProtocol = value;
-        break;
-      case 'requestTls':
-        if (value === null || typeof value !== 'object' || Array.isArray(value)) throw fail('requestTls', `expected TLS connection options (an object), got ${kindOf(value)}`, src);
-        layer.requestTls = value as ConnectionOptions;
-        break;
-      default:
-        if ((BOOLEAN_KEYS as readonly string[]).includes(key)) {
-          if (typeof value !== 'boolean') throw fail(key, `expected true or false, got ${kindOf(value)}`, src);
-          layer[key as (typeof BOOLEAN_KEYS)[number]] = value;
-        } else if (PASS_THROUGH[key]) {
-          if (!PASS_THROUGH[key].ok(value)) throw fail(key, `expected ${PASS_THROUGH[key].expected}, got ${kindOf(value)}`, src);
-          layer.extra[key] = value;
-        } else {
-          // An option this layer does not know (a newer manager's): handed on untouched.
-          layer.extra[key] = value;
-        }
-    }
-  }
-  return layer;
-}
-
-function codePool(spec: unknown, path: string, src: string): PoolRef {
-  const pool: PoolRef = { path, items: [], lists: [] };
-  if (Array.isArray(spec)) {
-    if (spec.length === 0) throw fail(path, 'expected at least one proxy, got an empty array', src);
-    spec.forEach((input, i) => pool.items.push({ input, path: keyPath(path, i) }));
-  } else {
-    if (spec === null || (typeof spec !== 'string' && typeof spec !== 'object')) {
-      throw fail(path, `expected a proxy URL, URL, { url } object, ProxyEndpoint or an array of them, got ${kindOf(spec)}`, src);
-    }
-    pool.items.push({ input: spec, path });
-  }
-  return pool;
-}
-
 /** The default proxy from the standard variables, and GLOBAL_AGENT_NO_PROXY. */
 function envLayer(env: NodeJS.ProcessEnv): Layer {
   const src = 'environment';
@@ -256,6 +183,16 @@ function envLayer(env: NodeJS.ProcessEnv): Layer {
     layer.noProxy = { value: [...LOOPBACK_NO_PROXY, ...usable], path: 'GLOBAL_AGENT_NO_PROXY' };
   }
   return layer;
+}
+
+/**
+ * Checks options given in code as loadConfig would (the manager's
+ * constructor calls it): key paths, types, values, proxies parsed, noProxy
+ * compiled; nothing is read from a file or the environment.
+ * @throws ConfigError
+ */
+export function checkOptions(options: unknown, source = 'options'): void {
+  merge([validateOptions(options, source)], undefined, false);
 }
 
 /** Whether a configuration sets any proxy at all (the preload installs nothing otherwise). */

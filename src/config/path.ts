@@ -13,9 +13,14 @@ export function keyPath(base: string, key: string | number): string {
 export function kindOf(v: unknown): string {
   if (v === null) return 'null';
   if (Array.isArray(v)) return 'an array';
-  if (typeof v === 'object') return 'an object';
+  if (typeof v === 'object') {
+    const proto = Object.getPrototypeOf(v) as { constructor?: unknown } | null;
+    const name = proto === null || proto === Object.prototype || typeof proto.constructor !== 'function' ? '' : (proto.constructor as { name?: string }).name;
+    return name && name !== 'Object' ? `an object (${name})` : 'an object';
+  }
   if (typeof v === 'string') return 'a string';
   if (typeof v === 'number') return Number.isFinite(v) ? 'a number' : String(v);
   if (typeof v === 'boolean') return `${v}`;
+  if (typeof v === 'function') return 'a function';
   return typeof v;
 }

@@ -16,7 +16,9 @@ import { ConfigError } from '../errors.js';
 import { parseProxy } from '../proxy/parse.js';
 import { DEFAULT_CONNECT_TIMEOUT, hostForUrl, type ProxyEndpoint, type ProxyTlsOptions } from '../proxy/endpoint.js';
 import type { ProxySpec, SessionProxyOptions } from '../options.js';
-import { BOOLEAN_KEYS, PASS_THROUGH } from './document.js';
+import { forbiddenKey, isForbiddenKey, own, setOwn } from './keys.js';
+import { keyPath } from './path.js';
+import { BOOLEAN_KEYS, PASS_THROUGH, accepts } from './values.js';
 
 /** Above this, only the child's own account is carried (Linux caps one env string at 128 KiB). */
 export const MAX_CONFIG_JSON = 100_000;
@@ -45,29 +47,42 @@ export function serializeConfig(options: SessionProxyOptions, o: SerializeOption
 }
 
 export function toDocument(options: SessionProxyOptions, o: SerializeOptions = {}): Record<string, Json> {
-  const parse = { defaultProtocol: options.defaultProtocol };
+  // Own reads only, own properties out: nothing inherited is configuration, and no account name
+  // may become a prototype (the child would not find its account and stop at start-up).
+  const get = (key: string): unknown => own(options, key);
+  if (o.account !== undefined && isForbiddenKey(o.account)) throw forbiddenKey(keyPath('accounts', o.account), o.account);
+  const defaultProtocol = get('defaultProtocol') as SessionProxyOptions['defaultProtocol'];
+  const parse = { defaultProtocol };
   const doc: Record<string, Json> = {};
-  if (options.proxy !== undefined) doc.proxy = pool(options.proxy, parse);
-  if (options.accounts) {
+  const proxy = get('proxy') as ProxySpec | undefined;
+  if (proxy !== undefined) doc.proxy = pool(proxy, parse);
+  const accountSpecs = get('accounts') as SessionProxyOptions['accounts'];
+  if (accountSpecs) {
     const accounts: Record<string, Json> = {};
-    for (const [name, spec] of Object.entries(options.accounts)) {
+    for (const [name, spec] of Object.entries(accountSpecs)) {
+      if (isForbiddenKey(name)) throw forbiddenKey(keyPath('accounts', name), name);
       if (o.onlyAccount && name !== o.account) continue;
-      accounts[name] = pool(spec, parse, name === o.account ? o.active : undefined);
+      setOwn(accounts, name, pool(spec, parse, name === o.account ? o.active : undefined));
     }
     if (Object.keys(accounts).length) doc.accounts = accounts;
   }
-  if (options.noProxy !== undefined) doc.noProxy = typeof options.noProxy === 'string' ? options.noProxy : [...options.noProxy];
-  for (const key of BOOLEAN_KEYS) if (typeof options[key] === 'boolean') doc[key] = options[key]!;
-  if (options.defaultProtocol !== undefined) doc.defaultProtocol = options.defaultProtocol;
-  if (options.requestTls) {
-    const tls = tlsJson(options.requestTls as ProxyTlsOptions);
+  const noProxy = get('noProxy') as SessionProxyOptions['noProxy'];
+  if (noProxy !== undefined) doc.noProxy = typeof noProxy === 'string' ? noProxy : [...noProxy];
+  for (const key of BOOLEAN_KEYS) {
+    const v = get(key);
+    if (typeof v === 'boolean') doc[key] = v;
+  }
+  if (defaultProtocol !== undefined) doc.defaultProtocol = defaultProtocol;
+  const requestTls = get('requestTls') as ProxyTlsOptions | undefined;
+  if (requestTls) {
+    const tls = tlsJson(requestTls);
     if (Object.keys(tls).length) doc.requestTls = tls;
   }
-  const record = options as Record<string, unknown>;
-  for (const key of Object.keys(PASS_THROUGH)) {
-    if (record[key] === undefined) continue;
-    const value = jsonable(record[key]);
-    if (value !== undefined && PASS_THROUGH[key]!.ok(value)) doc[key] = value;
+  for (const [key, rule] of Object.entries(PASS_THROUGH)) {
+    const raw = get(key);
+    if (raw === undefined) continue;
+    const value = jsonable(raw);
+    if (value !== undefined && accepts(rule, value)) doc[key] = value;
   }
   return doc;
 }
@@ -101,12 +116,15 @@ export function endpointJson(p: ProxyEndpoint): Json {
 function tlsJson(tls: ProxyTlsOptions): Record<string, Json> {
   const out: Record<string, Json> = {};
   const text = (c: unknown): string | undefined => (typeof c === 'string' ? c : Buffer.isBuffer(c) ? c.toString('utf8') : undefined);
-  if (tls.ca !== undefined) {
-    const cas = (Array.isArray(tls.ca) ? tls.ca : [tls.ca]).map(text).filter((c): c is string => c !== undefined && c !== '');
+  const ca = own(tls, 'ca') as ProxyTlsOptions['ca'];
+  if (ca !== undefined) {
+    const cas = (Array.isArray(ca) ? ca : [ca]).map(text).filter((c): c is string => c !== undefined && c !== '');
     if (cas.length) out.ca = cas.length === 1 ? cas[0]! : cas;
   }
-  if (typeof tls.rejectUnauthorized === 'boolean') out.rejectUnauthorized = tls.rejectUnauthorized;
-  if (typeof tls.servername === 'string' && tls.servername !== '') out.servername = tls.servername;
+  const rejectUnauthorized = own(tls, 'rejectUnauthorized');
+  if (typeof rejectUnauthorized === 'boolean') out.rejectUnauthorized = rejectUnauthorized;
+  const servername = own(tls, 'servername');
+  if (typeof servername === 'string' && servername !== '') out.servername = servername;
   return out;
 }
 

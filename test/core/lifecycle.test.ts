@@ -79,7 +79,8 @@ describe('install / uninstall', () => {
 
   it('rejects the reserved account name and empty pools with ConfigError', () => {
     expect(() => new SessionProxyManager({ accounts: { default: proxy.url } })).toThrow(ConfigError);
-    expect(() => new SessionProxyManager({ accounts: { alice: [] } })).toThrow(/empty proxy pool/);
+    expect(() => new SessionProxyManager({ accounts: { alice: [] } })).toThrow(ConfigError);
+    expect(() => new SessionProxyManager({ accounts: { alice: [] } })).toThrow(/^accounts\.alice: expected at least one proxy, got an empty array/);
   });
 
   it('uninstall lets an in-flight request finish through the proxy; requests after it go direct', async () => {

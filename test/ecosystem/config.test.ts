@@ -238,17 +238,17 @@ describe('validation', () => {
   it('options in code are validated with the same key paths', () => {
     expect(configError(() => loadConfig({ accounts: { alice: ['http://10.0.0.1:1', `ftp://u:${SECRET}@h:1`] } }, {})).message).toMatch(/^accounts\.alice\[1\]: unsupported proxy scheme "ftp" .*\(in options\)$/);
     expect(configError(() => loadConfig({ strict: 1 as unknown as boolean }, {})).message).toMatch(/^strict: expected true or false, got a number \(in options\)$/);
-    expect(configError(() => loadConfig({ strategy: 5 as never }, {})).message).toMatch(/^strategy: expected a string/);
+    expect(configError(() => loadConfig({ strategy: 5 as never }, {})).message).toMatch(/^strategy: expected one of round-robin, random, least-used, healthiest, got a number/);
     expect(configError(() => loadConfig({ accounts: { default: 'http://10.0.0.1:1' } }, {})).message).toMatch(/^accounts\.default: the account name "default" is reserved/);
   });
 
-  it('options in code may be URL objects and ProxyEndpoints, and unknown keys pass through', () => {
+  it('options in code may be URL objects and ProxyEndpoints; unknown keys are errors', () => {
     const ep = parseProxy(`http://u:${SECRET}@10.0.0.5:1`);
-    const o = loadConfig({ accounts: { alice: new URL('http://10.0.0.4:1'), bob: ep }, requestTls: { rejectUnauthorized: false }, future: 1 } as never, {});
+    const o = loadConfig({ accounts: { alice: new URL('http://10.0.0.4:1'), bob: ep }, requestTls: { rejectUnauthorized: false } }, {});
     expect(urls(o.accounts!.alice)).toEqual(['http://10.0.0.4:1']);
     expect((o.accounts!.bob as ProxyEndpoint[])[0]).toBe(ep);
-    expect((o as Record<string, unknown>).future).toBe(1);
     expect(o.requestTls).toEqual({ rejectUnauthorized: false });
+    expect(configError(() => loadConfig({ future: 1 } as never, {})).message).toMatch(/^future: unknown key \(expected one of proxy, accounts, .*\) \(in options\)$/);
   });
 
   it('an invalid environment proxy names the variable', () => {

@@ -77,6 +77,7 @@ describe('schema and validator agree', () => {
     { accounts: { 'my bot': 'socks4a://u@10.0.0.4:1080' }, noProxy: '' },
     { requestTls: { ca: ['x'], rejectUnauthorized: false, servername: 'h' }, idleTimeout: 0, drainTimeout: 0, verifyEvery: 1, egressEndpoints: ['http://127.0.0.1/ip'] },
     { strategy: 'random', balance: 'sticky', health: {}, healthCheck: { interval: 1 }, onMismatch: 'error', failover: false, exclusive: true, verifyOnStart: true, verifyOnRotate: false },
+    { strategy: 'healthiest', balance: 'per-connection', onMismatch: 'quarantine', health: { threshold: 2, windowMs: 1, cooldownMs: 0, maxCooldownMs: 0 }, healthCheck: { interval: 1, timeout: 1, url: 'https://example.com/' } },
   ];
   const bad: unknown[] = [
     [],
@@ -115,6 +116,23 @@ describe('schema and validator agree', () => {
     { healthCheck: true },
     { egressEndpoints: [] },
     { $schema: 5 },
+    { strategy: 'rundom' },
+    { balance: 'per-conection' },
+    { onMismatch: 'warn' },
+    { health: { treshold: 1 } },
+    { health: { threshold: 0 } },
+    { health: { threshold: 1.5 } },
+    { health: { cooldownMs: -1 } },
+    { healthCheck: { interval: 0 } },
+    { healthCheck: { url: 'ftp://example.com/' } },
+    { healthCheck: { url: 5 } },
+    // An own "__proto__" key, as JSON.parse makes it (an object literal would set the prototype instead).
+    JSON.parse('{"__proto__": {"strict": false}}'),
+    JSON.parse('{"accounts": {"__proto__": "http://10.0.0.1:1"}}'),
+    { accounts: { constructor: 'http://10.0.0.1:1' } },
+    { accounts: { prototype: 'http://10.0.0.1:1' } },
+    { health: { constructor: 1 } },
+    JSON.parse('{"proxy": {"url": "http://10.0.0.1:1", "__proto__": {}}}'),
   ];
 
   it.each(good.map((d) => [JSON.stringify(d), d]))('accept %s', (_, doc) => {

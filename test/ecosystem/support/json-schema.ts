@@ -67,10 +67,12 @@ function check(schema: Schema, v: unknown, path: string, root: Schema, errors: s
     const o = v as Record<string, unknown>;
     const keys = Object.keys(o);
     if (s.minProperties !== undefined && keys.length < s.minProperties) errors.push(`${at}: fewer than ${s.minProperties} properties`);
-    for (const r of s.required ?? []) if (!(r in o)) errors.push(`${at}: missing ${r}`);
+    // Own keys only: `"__proto__" in properties` is true of every object.
+    const has = (x: object, k: string): boolean => Object.prototype.hasOwnProperty.call(x, k);
+    for (const r of s.required ?? []) if (!has(o, r)) errors.push(`${at}: missing ${r}`);
     for (const k of keys) {
       if (s.propertyNames !== undefined) check(s.propertyNames, k, `${path}/${k}(name)`, root, errors);
-      if (s.properties && k in s.properties) check(s.properties[k], o[k], `${path}/${k}`, root, errors);
+      if (s.properties && has(s.properties, k)) check(s.properties[k], o[k], `${path}/${k}`, root, errors);
       else if (s.additionalProperties !== undefined) check(s.additionalProperties, o[k], `${path}/${k}`, root, errors);
     }
   }

@@ -1,0 +1,116 @@
+/**
+ * The option keys cannot drift: the TypeScript interfaces (read with the
+ * TypeScript compiler API from src/), schema/config.schema.json and the
+ * validator's key lists name the same keys, at the top level and in every
+ * nested object the schema describes. An option added to one and not the
+ * others fails here.
+ */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import ts from 'typescript';
+import { describe, expect, it } from 'vitest';
+import { ACCOUNT_OBJECT_KEYS, FILE_KEYS, FILE_ONLY_KEYS, OPTION_KEYS, PROXY_OBJECT_KEYS } from '../../src/config/document.js';
+import { FILE_TLS_KEYS, PROXY_TLS_KEYS, REQUEST_TLS_KEYS, TLS_DESTINATION_KEYS } from '../../src/config/tls.js';
+import { HEALTH_CHECK_RULES, HEALTH_RULES } from '../../src/config/values.js';
+import { root } from './support/run.js';
+
+const schema = JSON.parse(readFileSync(join(root, 'schema/config.schema.json'), 'utf8'));
+const schemaKeys = (node: { properties?: Record<string, unknown>; $ref?: string }): string[] => {
+  const target = node.$ref ? schema.$defs[node.$ref.replace('#/$defs/', '')] : node;
+  return Object.keys(target.properties ?? {}).sort();
+};
+const sorted = (keys: readonly string[]): string[] => [...keys].sort();
+const without = (keys: readonly string[], drop: readonly string[]): string[] => sorted(keys.filter((k) => !drop.includes(k)));
+
+/** The TypeScript side: property names of exported interfaces, and of the types of their properties. */
+const types = (() => {
+  const files = ['src/options.ts', 'src/proxy/endpoint.ts'].map((f) => join(root, f));
+  const program = ts.createProgram(files, {
+    target: ts.ScriptTarget.ES2022,
+    module: ts.ModuleKind.NodeNext,
+    moduleResolution: ts.ModuleResolutionKind.NodeNext,
+    strict: true,
+    types: ['node'],
+    skipLibCheck: true,
+    noEmit: true,
+  });
+  const checker = program.getTypeChecker();
+  const exported = (file: string, name: string): ts.Type => {
+    const module = checker.getSymbolAtLocation(program.getSourceFile(join(root, file))!)!;
+    const symbol = checker.getExportsOfModule(module).find((s) => s.name === name);
+    if (!symbol) throw new Error(`${file} exports no ${name}`);
+    return checker.getDeclaredTypeOfSymbol(symbol);
+  };
+  const keys = (t: ts.Type): string[] => checker.getPropertiesOfType(t).map((p) => p.name).sort();
+  const property = (t: ts.Type, key: string): ts.Type => {
+    const p = t.getProperty(key);
+    if (!p) throw new Error(`no property ${key}`);
+    return checker.getNonNullableType(checker.getTypeOfSymbol(p));
+  };
+  const options = exported('src/options.ts', 'SessionProxyOptions');
+  const proxyObject = exported('src/proxy/endpoint.ts', 'ProxyObjectInput');
+  return {
+    options: keys(options),
+    health: keys(property(options, 'health')),
+    healthCheck: keys(property(options, 'healthCheck')),
+    requestTls: keys(property(options, 'requestTls')),
+    proxyObject: keys(proxyObject),
+    proxyTls: keys(property(proxyObject, 'tls')),
+  };
+})();
+
+describe('option keys: TypeScript, JSON schema and validator agree', () => {
+  it('the TypeScript reader sees the interfaces (a broken reader would compare empty lists)', () => {
+    expect(types.options).toContain('proxy');
+    expect(types.health).toContain('threshold');
+    expect(types.requestTls).toContain('ca');
+    expect(types.proxyTls).toContain('servername');
+  });
+
+  it('top level: SessionProxyOptions = the schema’s properties minus the file-only ones = the validator’s keys', () => {
+    expect(without(schemaKeys(schema), FILE_ONLY_KEYS)).toEqual(types.options);
+    expect(sorted(OPTION_KEYS)).toEqual(types.options);
+    expect(sorted(FILE_KEYS)).toEqual(schemaKeys(schema));
+  });
+
+  it('a proxy object: ProxyObjectInput = $defs.proxyObject = the validator’s keys', () => {
+    expect(schemaKeys(schema.$defs.proxyObject)).toEqual(types.proxyObject);
+    expect(sorted(PROXY_OBJECT_KEYS)).toEqual(types.proxyObject);
+  });
+
+  it('a proxy’s tls: ProxyTlsOptions = $defs.tls minus caFile = the validator’s keys in code; the schema’s = the validator’s in files', () => {
+    expect(without(schemaKeys(schema.$defs.tls), ['caFile'])).toEqual(types.proxyTls);
+    expect(sorted(PROXY_TLS_KEYS)).toEqual(types.proxyTls);
+    expect(sorted(FILE_TLS_KEYS)).toEqual(schemaKeys(schema.$defs.tls));
+    expect(schema.$defs.proxyObject.properties.tls).toEqual({ $ref: '#/$defs/tls' });
+  });
+
+  it('requestTls: tls.ConnectionOptions = the keys code may pass + the destination keys; the file’s are a subset', () => {
+    expect(sorted([...REQUEST_TLS_KEYS, ...TLS_DESTINATION_KEYS])).toEqual(types.requestTls);
+    expect(schema.properties.requestTls.$ref).toBe('#/$defs/tls');
+    for (const key of without(schemaKeys(schema.$defs.tls), ['caFile'])) expect(types.requestTls).toContain(key);
+  });
+
+  it('health and healthCheck: HealthOptions / HealthCheckOptions = the schema’s = the validator’s', () => {
+    expect(schemaKeys(schema.properties.health)).toEqual(types.health);
+    expect(sorted(Object.keys(HEALTH_RULES))).toEqual(types.health);
+    expect(schemaKeys(schema.properties.healthCheck)).toEqual(types.healthCheck);
+    expect(sorted(Object.keys(HEALTH_CHECK_RULES))).toEqual(types.healthCheck);
+  });
+
+  it('every nested object of the schema is closed and compared above', () => {
+    const compared = new Set(['proxyObject', 'tls', 'accountObject']);
+    for (const [name, def] of Object.entries(schema.$defs as Record<string, { type?: string; additionalProperties?: unknown }>)) {
+      if (def.type !== 'object') continue;
+      expect(def.additionalProperties, name).toBe(false);
+      expect(compared.has(name), `$defs.${name} is compared with a TypeScript interface or the validator`).toBe(true);
+    }
+    for (const [key, node] of Object.entries(schema.properties as Record<string, { type?: string; additionalProperties?: unknown }>)) {
+      if (node.type !== 'object' || key === 'accounts') continue;
+      expect(node.additionalProperties, key).toBe(false);
+      expect(['health', 'healthCheck'], `${key} is compared with a TypeScript interface`).toContain(key);
+    }
+    // The file-only account object has no TypeScript counterpart: it agrees with the validator.
+    expect(schemaKeys(schema.$defs.accountObject)).toEqual(sorted(ACCOUNT_OBJECT_KEYS));
+  });
+});
