@@ -22,7 +22,7 @@ export function checkFunction(method: string, fn: unknown, account: string): voi
   throw new InvalidArgumentError(`${method}: fn must be a function, got ${typeName(fn)}`, { account });
 }
 
-export function checkOptions(method: string, options: unknown): void {
+export function checkOptionsArgument(method: string, options: unknown): void {
   if (options === undefined || (options !== null && typeof options === 'object' && !Array.isArray(options))) return;
   throw new InvalidArgumentError(`${method}: options must be an object, got ${typeName(options)}`);
 }

@@ -4,7 +4,7 @@
  */
 import { state } from './state.js';
 import { NotInstalledError } from './errors.js';
-import { checkAccount, checkFunction, checkOptions } from './arguments.js';
+import { checkAccount, checkFunction, checkOptionsArgument } from './arguments.js';
 import { SessionProxyManager, type RotateOptions } from './manager.js';
 import type { SessionProxyOptions } from './options.js';
 import type { EgressOptions, EgressResult } from './egress/verify.js';
@@ -31,13 +31,13 @@ export function withProxy<T>(account: string, fn: () => T): T {
 
 export function rotate(account?: string, options?: RotateOptions): Promise<ProxyInfo> {
   checkAccount('rotate(account, options)', account, true);
-  checkOptions('rotate(account, options)', options);
+  checkOptionsArgument('rotate(account, options)', options);
   return getManager().rotate(account, options);
 }
 
 export function verifyEgress(account?: string, options?: EgressOptions): Promise<EgressResult> {
   checkAccount('verifyEgress(account, options)', account, true);
-  checkOptions('verifyEgress(account, options)', options);
+  checkOptionsArgument('verifyEgress(account, options)', options);
   return getManager().verifyEgress(account, options);
 }
 

@@ -9,7 +9,7 @@ import { EventEmitter } from 'node:events';
 import { inspect } from 'node:util';
 import { state } from './state.js';
 import { AlreadyInstalledError, ConfigError, EgressLeakError, EgressMismatchError, NotInstalledError, UnknownAccountError } from './errors.js';
-import { checkAccount, checkFunction, checkOptions } from './arguments.js';
+import { checkAccount, checkFunction, checkOptionsArgument } from './arguments.js';
 import { parseProxy } from './proxy/parse.js';
 import { LOOPBACK_NO_PROXY, NoProxyMatcher } from './proxy/no-proxy.js';
 import type { ProxyEndpoint, ProxyInfo } from './proxy/endpoint.js';
@@ -381,7 +381,7 @@ export class SessionProxyManager extends EventEmitter<SessionProxyEvents> {
    */
   async rotate(account?: string, options: RotateOptions = {}): Promise<ProxyInfo> {
     checkAccount('rotate(account, options)', account, true);
-    checkOptions('rotate(account, options)', options);
+    checkOptionsArgument('rotate(account, options)', options);
     this.requireInstalled('rotate');
     return (await this.rotation.rotate(this.accountOf('rotate', account), options.closeExisting ?? false)).info();
   }
@@ -393,7 +393,7 @@ export class SessionProxyManager extends EventEmitter<SessionProxyEvents> {
    */
   async verifyEgress(account?: string, options: EgressOptions & { compareDirect?: boolean } = {}): Promise<EgressResult> {
     checkAccount('verifyEgress(account, options)', account, true);
-    checkOptions('verifyEgress(account, options)', options);
+    checkOptionsArgument('verifyEgress(account, options)', options);
     this.requireInstalled('verifyEgress');
     account = this.accountOf('verifyEgress', account);
     this.undiciLayer?.reassert();
