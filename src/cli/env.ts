@@ -44,7 +44,9 @@ export async function runEnv(argv: readonly string[], io: CommandIO, env: NodeJS
   const configFile = flags.config as string | undefined;
   if (configFile === undefined && !env.SESSION_PROXY_CONFIG && !env.SESSION_PROXY_CONFIG_JSON) throw new UsageError('env needs --config FILE (or SESSION_PROXY_CONFIG)');
   const { options } = resolveConfig(configFile === undefined ? {} : { configFile }, env);
-  const spec = account === 'default' ? options.proxy : options.accounts?.[account];
+  const accounts = options.accounts ?? {};
+  // Own keys only: `env constructor` must not find an inherited function.
+  const spec = account === 'default' ? options.proxy : Object.hasOwn(accounts, account) ? accounts[account] : undefined;
   if (spec === undefined) {
     const names = [...(options.proxy !== undefined ? ['default'] : []), ...Object.keys(options.accounts ?? {})];
     throw new UsageError(`unknown account "${account}" (configured: ${names.map((n) => `"${n}"`).join(', ') || 'none'})`);
