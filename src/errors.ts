@@ -209,3 +209,17 @@ export function findSessionProxyError<T extends SessionProxyError = SessionProxy
   };
   return visit(error);
 }
+
+/**
+ * A connection's target cannot be put into a proxy handshake as it is (a
+ * control character, space or URL delimiter in the host, a malformed IP
+ * literal, a port outside 1–65535, a name too long for SOCKS5): refused
+ * before anything is sent. The message names the problem and shows the
+ * target escaped, so it cannot split a log line either. Not a
+ * ProxyConnectError: the proxy is not at fault, so it neither counts against
+ * the proxy's health nor triggers failover.
+ */
+export class InvalidTargetError extends SessionProxyError {
+  static override readonly kind = 'InvalidTargetError';
+  override readonly code = 'SP_ERR_INVALID_TARGET';
+}

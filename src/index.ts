@@ -28,6 +28,7 @@ export {
   LeakBlockedError,
   EgressMismatchError,
   EgressLeakError,
+  InvalidTargetError,
   findSessionProxyError,
 } from './errors.js';
 export { loadConfig, resolveConfig } from './config/index.js';

@@ -29,7 +29,8 @@ export function normalizeRequestArgs(args: unknown[]): { options: RequestOptions
 
 /** Host as the caller named it (IPv6 unbracketed), and the effective port. */
 export function requestTarget(options: RequestOptions, secure: boolean): { host: string; port: number } {
-  let host = String(options.hostname ?? options.host ?? 'localhost');
+  // `||` as Node's ClientRequest: an empty hostname falls back to host, an empty host to localhost.
+  let host = String(options.hostname || options.host || 'localhost');
   if (host.startsWith('[') && host.endsWith(']')) host = host.slice(1, -1);
   const fallback = (options as { defaultPort?: number }).defaultPort ?? (options.agent as { defaultPort?: number } | undefined)?.defaultPort ?? (secure ? 443 : 80);
   const port = options.port !== undefined && options.port !== null && options.port !== '' ? Number(options.port) : fallback;

@@ -145,12 +145,18 @@ export class ProxyEndpoint {
     if (init.password !== undefined && typeof init.password !== 'string') {
       throw new ProxyUrlError(`proxy password must be a string, got ${typeName(init.password)}`);
     }
+    checkControls('username', init.username);
+    // Which character and where would tell something about the password: neither is shown.
+    if (init.password !== undefined && controlCharacterIn(init.password) !== undefined) {
+      throw new ProxyUrlError('proxy password contains a control character (CR, LF, NUL or another C0 control, or DEL; which and where is not shown)');
+    }
     // A password without a username still needs a (empty) user to be sent.
     this.username = init.username ?? (init.password !== undefined ? '' : undefined);
     this.#password = init.password;
     if (init.label !== undefined && typeof init.label !== 'string') {
       throw new ProxyUrlError(`proxy label must be a string, got ${typeName(init.label)}`);
     }
+    checkControls('label', init.label);
     this.label = init.label || `${this.protocol}://${hostForUrl(this.host)}:${this.port}`;
     this.tls = init.tls === undefined ? undefined : checkTls(init.tls);
     this.connectTimeout = init.connectTimeout === undefined ? DEFAULT_CONNECT_TIMEOUT : checkTimeout(init.connectTimeout);
@@ -237,8 +243,35 @@ function normalizeHost(host: unknown): string {
   let h = host.toLowerCase();
   if (h.startsWith('[') && h.endsWith(']')) h = h.slice(1, -1);
   if (h === '') throw new ProxyUrlError('empty proxy host');
-  if (/\s/.test(h)) throw new ProxyUrlError(`spaces inside the proxy host "${h}"`);
+  checkControls('host', h);
+  if (/\s/.test(h)) throw new ProxyUrlError(`spaces inside the proxy host ${escapeControls(JSON.stringify(h))}`);
   return h;
+}
+
+/**
+ * C0 controls and DEL, tab excepted: a CR/LF or NUL in a proxy's host or
+ * credentials would corrupt (or split) a handshake or a log line, and is
+ * almost always a line break read along with a secret. A tab frames nothing
+ * (HTTP field values may hold one; Basic is base64, SOCKS length-prefixed)
+ * and a vendor password may end in one.
+ */
+const CONTROL = /[\x00-\x08\x0a-\x1f\x7f]/;
+
+/** `\r at 3` for the first control character in `value`, or undefined. */
+export function controlCharacterIn(value: string): string | undefined {
+  const m = CONTROL.exec(value);
+  return m ? `${escapeControls(m[0])} at ${m.index}` : undefined;
+}
+
+/** JSON-style escapes for the characters that could split a line: `\r`, `\n`, `\u0000`, … */
+export function escapeControls(text: string): string {
+  return text.replace(/[\x00-\x1f\x7f]/g, (c) => (c === '\x7f' ? '\\u007f' : JSON.stringify(c).slice(1, -1)));
+}
+
+/** For fields that are not secrets (host, username, label): names the character and where it is. */
+function checkControls(field: 'host' | 'username' | 'label', value: string | undefined): void {
+  const at = value === undefined ? undefined : controlCharacterIn(value);
+  if (at !== undefined) throw new ProxyUrlError(`proxy ${field} contains a control character (${at})`);
 }
 
 function checkPort(port: unknown): number {

@@ -20,12 +20,17 @@
  * with no `@` in a URL (`http://user:secret`), or in a vendor line
  * (`user:secret`), text after the host's `:` is shown only if it reads as a
  * port number (1-5 digits; in a URL, optionally followed by a path).
+ * Control characters (CR, LF, NUL…) in the host or the credentials are
+ * refused, naming the field (ProxyEndpoint checks the credentials, so objects
+ * and direct construction are covered too); in the echo they are escaped.
  */
 import { isIPv4, isIPv6 } from 'node:net';
 import { domainToASCII } from 'node:url';
 import { ConfigError, ProxyUrlError } from '../errors.js';
 import {
+  controlCharacterIn,
   DEFAULT_CONNECT_TIMEOUT,
+  escapeControls,
   isProxyEndpoint,
   isProxyProtocol,
   PROXY_PROTOCOLS,
@@ -95,8 +100,9 @@ export function parseProxyList(text: string, options?: ParseOptions): ProxyEndpo
   return endpoints;
 }
 
+/** The echo escaped: a CR/LF in the input must not split the line the error is logged on. */
 function proxyContext(f: Failure): { proxy?: string } {
-  return f.echo === undefined ? {} : { proxy: f.echo };
+  return f.echo === undefined ? {} : { proxy: escapeControls(f.echo) };
 }
 
 function checkOptions(options: ParseOptions | undefined): Options {
@@ -312,6 +318,7 @@ function looksLikeBareIPv6(s: string): boolean {
 
 function parseHostName(raw: string, fail: (m: string) => Failure): string {
   if (raw === '') throw fail('empty proxy host');
+  rejectControls(raw, fail);
   if (/\s/.test(raw)) throw fail('spaces inside the proxy host');
   let host = raw.toLowerCase();
   if (/[^\x00-\x7f]/.test(host)) {
@@ -327,11 +334,18 @@ function parseHostName(raw: string, fail: (m: string) => Failure): string {
 /** Returns the canonical form (`0:0:0:0:0:0:0:1` → `::1`) without brackets. */
 function parseIPv6(raw: string, fail: (m: string) => Failure): string {
   if (raw === '') throw fail('empty IPv6 address in brackets');
+  rejectControls(raw, fail);
   if (/\s/.test(raw)) throw fail('spaces inside the proxy host');
   if (raw.includes('%')) throw fail('IPv6 zone identifiers are not supported in proxy hosts');
   if (!isIPv6(raw)) throw fail('malformed IPv6 address');
   // WHATWG serializes IPv6 canonically (RFC 5952), which keeps identity keys stable.
   return new URL(`http://[${raw}]/`).hostname.slice(1, -1);
+}
+
+/** CR, LF, NUL, other C0 controls (not tab: that is a space here) and DEL; credentials are checked by ProxyEndpoint. */
+function rejectControls(host: string, fail: (m: string) => Failure): void {
+  const at = controlCharacterIn(host);
+  if (at !== undefined) throw fail(`proxy host contains a control character (${at})`);
 }
 
 function isValidPort(p: string): boolean {

@@ -7,7 +7,7 @@
  */
 import { LeakBlockedError } from '../errors.js';
 import { publish } from '../diagnostics.js';
-import { formatAuthority } from '../tunnel/target.js';
+import { printableAuthority } from '../tunnel/validate-target.js';
 import type { Target } from './route.js';
 
 export type Layer = 'undici' | 'http' | 'socket' | 'udp' | 'egress';
@@ -36,7 +36,7 @@ export class LeakPolicy {
 
   /** The error to fail with, or undefined when the connection may go direct. */
   violation(r: LeakReport): LeakBlockedError | undefined {
-    const target = formatAuthority(r.target.host, r.target.port);
+    const target = printableAuthority(r.target.host, r.target.port);
     const event: LeakEvent = { account: r.account, target, layer: r.layer, action: this.strict ? 'blocked' : 'direct', reason: r.reason };
     publish('leak', () => event);
     this.emit(event);

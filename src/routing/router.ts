@@ -19,7 +19,9 @@
  * route's own active proxy (a client tunnelling on its own) and is a leak
  * when it is anyone else's; `tunnelSockets: false` makes a socket-level
  * tunnel a leak; the leak policy (strict → fail, else pass with a `leak`
- * event) turns every leak into the final answer.
+ * event) turns every leak into the final answer. A target that would go to
+ * a proxy but cannot be put into a handshake as it is (validate-target.ts)
+ * fails with InvalidTargetError before anything is sent.
  */
 import { state } from '../state.js';
 import type { NoProxyMatcher } from '../proxy/no-proxy.js';
@@ -30,7 +32,7 @@ import { BYPASS_ROUTE, DEFAULT_ROUTE, type Action, type RouteKey, type Target } 
 import type { Layer, LeakPolicy } from './leak-policy.js';
 import type { TunnelOpener } from './account-tunnels.js';
 import { channels, publish } from '../diagnostics.js';
-import { formatAuthority } from '../tunnel/target.js';
+import { invalidTarget, printableAuthority } from '../tunnel/validate-target.js';
 
 export interface RouterOptions {
   readonly pools: AccountPools;
@@ -100,7 +102,13 @@ export class Router {
       if (this.o.requireScope) return this.leak(target, layer, account, route, 'traffic outside any withProxy scope is refused (requireScope: true)');
       return this.report(target, layer, account, { kind: 'pass', route }, 'unscoped');
     }
+    // A target no handshake can carry as it is (CR/LF, a NUL, a space…) is refused here, before
+    // anything is picked or dialed: for the socket layer, before even the relay is connected to.
+    const invalid = layer === 'udp' ? undefined : invalidTarget(target, { account: owner });
+    if (invalid) return this.report(target, layer, account, { kind: 'fail', route, error: invalid });
     const proxy = this.o.select(owner);
+    const tooLong = layer === 'udp' ? undefined : invalidTarget(target, { account: owner, proxy, protocol: proxy.protocol });
+    if (tooLong) return this.report(target, layer, account, { kind: 'fail', route, error: tooLong });
     const probe = options.probe ?? false;
     if (!probe) {
       const error = this.o.unavailable(owner, proxy);
@@ -122,7 +130,7 @@ export class Router {
     if (channels.route.hasSubscribers) {
       publish('route', () => ({
         account,
-        target: formatAuthority(target.host, target.port),
+        target: printableAuthority(target.host, target.port),
         layer,
         decision: action.kind === 'tunnel' ? 'proxy' : action.kind === 'pass' ? 'direct' : leak !== undefined ? 'blocked' : 'fail',
         proxy: action.kind === 'tunnel' ? String(action.proxy) : undefined,

@@ -59,6 +59,7 @@ export async function startMockProxy(options: MockProxyOptions = {}): Promise<Mo
     log: ctx.log,
     faults: ctx.faults,
     openConnections: () => ctx.openConnections(),
+    acceptedConnections: () => ctx.accepted,
     close: () =>
       (closing ??= (async () => {
         const serverClosed = new Promise<void>((resolve) => server.close(() => resolve()));

@@ -3,8 +3,10 @@
  * proxy. It connects to the proxy with the original `net`/`tls` functions
  * (marked as plumbing, so no hook routes it again), runs the protocol's
  * handshake, and resolves with a raw socket that carries the target's bytes.
- * Failures are translated here, at the boundary, into ProxyConnectError /
- * ProxyAuthError naming the account and the redacted proxy.
+ * The target is validated first (validate-target.ts): one that cannot go
+ * into a handshake as it is fails with InvalidTargetError before the proxy
+ * is dialed. Failures are translated here, at the boundary, into
+ * ProxyConnectError / ProxyAuthError naming the account and the redacted proxy.
  */
 import { lookup } from 'node:dns/promises';
 import { isIP, type Socket } from 'node:net';
@@ -15,6 +17,7 @@ import { publish } from '../diagnostics.js';
 import { httpConnect } from './http-connect.js';
 import { socks4Connect, socks5Connect } from './socks.js';
 import { TunnelRefusal, formatAuthority, type TunnelTarget } from './target.js';
+import { validateTarget } from './validate-target.js';
 
 export interface TunnelContext {
   /** The account the tunnel is for, named in errors. */
@@ -22,7 +25,9 @@ export interface TunnelContext {
   readonly signal?: AbortSignal;
 }
 
-export async function openTunnel(proxy: ProxyEndpoint, target: TunnelTarget, ctx: TunnelContext = {}): Promise<Socket> {
+export async function openTunnel(proxy: ProxyEndpoint, requested: TunnelTarget, ctx: TunnelContext = {}): Promise<Socket> {
+  // Before the proxy is dialed: an invalid target never costs it a connection, let alone a byte.
+  const target = validateTarget(requested, { account: ctx.account, proxy, protocol: proxy.protocol });
   const context = { account: ctx.account, proxy, target: formatAuthority(target.host, target.port) };
   let socket: Socket | undefined;
   let timer: NodeJS.Timeout | undefined;

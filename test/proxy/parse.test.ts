@@ -366,6 +366,79 @@ describe('parseProxy: bad input', () => {
   });
 });
 
+describe('control characters are refused at parse time, naming the field', () => {
+  // CR, LF, NUL and the other C0 controls (tab excepted: a vendor password may
+  // end in one, and it frames nothing) and DEL, in every parse path.
+  const cases: Array<[string, () => unknown, string]> = [
+    ['URL host CR/LF', () => parseProxy(`http://u:${SECRET}@pro\r\nxy:8080`), 'proxy host contains a control character (\\r at 3)'],
+    ['URL host NUL', () => parseProxy(`socks5://u:${SECRET}@proxy\0:1080`), 'proxy host contains a control character (\\u0000 at 5)'],
+    ['URL host BEL', () => parseProxy('http://pro\u0007xy:1'), 'proxy host contains a control character (\\u0007 at 3)'],
+    ['URL IPv6 host LF', () => parseProxy(`http://u:${SECRET}@[::1\n]:8080`), 'proxy host contains a control character (\\n at 3)'],
+    ['URL username CR/LF', () => parseProxy(`http://us\r\ner:${SECRET}@h:1`), 'proxy username contains a control character (\\r at 2)'],
+    ['URL username %0D%0A', () => parseProxy(`http://us%0D%0Aer:${SECRET}@h:1`), 'proxy username contains a control character (\\r at 2)'],
+    ['URL username %00', () => parseProxy(`socks4a://us%00er@h:1`), 'proxy username contains a control character (\\u0000 at 2)'],
+    ['URL password CR/LF', () => parseProxy(`http://user:${SECRET}\r\nX@h:1`), 'proxy password contains a control character'],
+    ['URL password %0D%0A', () => parseProxy(`http://user:${SECRET}%0D%0A@h:1`), 'proxy password contains a control character'],
+    ['URL password %00', () => parseProxy(`socks5://user:${SECRET}%00@h:1`), 'proxy password contains a control character'],
+    ['URL password %7F', () => parseProxy(`http://user:${SECRET}%7f@h:1`), 'proxy password contains a control character'],
+    ['URL instance password', () => parseProxy(new URL(`http://user:${SECRET}%0A@h:1`)), 'proxy password contains a control character'],
+    ['vendor host NUL', () => parseProxy(`pro\0xy:8080:user:${SECRET}`), 'proxy host contains a control character (\\u0000 at 3)'],
+    ['vendor username', () => parseProxy(`proxy:8080:us\x01er:${SECRET}`), 'proxy username contains a control character (\\u0001 at 2)'],
+    ['vendor password NUL', () => parseProxy(`proxy:8080:user:${SECRET}\0`), 'proxy password contains a control character'],
+    ['vendor password CR', () => parseProxy(`proxy:8080:user:${SECRET}\rX`), 'proxy password contains a control character'],
+    ['list line', () => parseProxyList(`ok:1\nh:1:u:${SECRET}\0`), 'line 2: proxy password contains a control character'],
+    ['list line host', () => parseProxyList(`ok:1\nh\x1b[2J:1:u:${SECRET}`), 'line 2: proxy host contains a control character (\\u001b at 1)'],
+    ['object username', () => parseProxy({ url: `http://h:1`, username: 'a\r\nb', password: SECRET }), 'proxy username contains a control character (\\r at 1)'],
+    ['object password', () => parseProxy({ url: 'http://u@h:1', password: `${SECRET}\n` }), 'proxy password contains a control character'],
+    ['object label', () => parseProxy({ url: `http://u:${SECRET}@h:1`, label: 'eu\n1' }), 'proxy label contains a control character (\\n at 2)'],
+    ['object url host', () => parseProxy({ url: `http://u:${SECRET}@h\r\n:1` }), 'proxy host contains a control character (\\r at 1)'],
+    ['ProxyEndpoint host', () => new ProxyEndpoint({ protocol: 'http', host: 'h\r\nx', port: 1, password: SECRET }), 'proxy host contains a control character (\\r at 1)'],
+    ['ProxyEndpoint username', () => new ProxyEndpoint({ protocol: 'socks4a', host: 'h', username: 'u\0' }), 'proxy username contains a control character (\\u0000 at 1)'],
+    ['ProxyEndpoint password', () => new ProxyEndpoint({ protocol: 'http', host: 'h', password: `${SECRET}\u007f` }), 'proxy password contains a control character'],
+  ];
+
+  it.each(cases)('%s', (_, parse, message) => {
+    let error: unknown;
+    try {
+      parse();
+    } catch (e) {
+      error = e;
+    }
+    expect(error).toBeInstanceOf(ProxyUrlError);
+    const err = error as ProxyUrlError;
+    expect(err.code).toBe('SP_ERR_PROXY_URL');
+    expect(err.message).toContain(message);
+    // Neither the message nor the redacted echo can split a log line, and the password is not in any view.
+    expect(err.message).not.toMatch(/[\x00-\x1f\x7f]/);
+    expect(String(err.proxy ?? '')).not.toMatch(/[\x00-\x1f\x7f]/);
+    for (const text of [err.message, String(err.proxy), String(err), inspect(err), JSON.stringify(err), err.stack ?? '']) {
+      expect(leaks(text), text).toBe(false);
+    }
+  });
+
+  it('the redacted echo shows the host escaped', () => {
+    expect(() => parseProxy(`http://bob:${SECRET}@pro\r\nxy:8080`)).toThrow(expect.objectContaining({ proxy: 'http://bob:***@pro\\r\\nxy:8080' }));
+    expect(() => parseProxy(`pro\0xy:8080:bob:${SECRET}`)).toThrow(expect.objectContaining({ proxy: 'pro\\u0000xy:8080:bob:***' }));
+  });
+
+  it('the password message never says which character or where', () => {
+    const err = (() => {
+      try {
+        parseProxy(`http://user:ab\ncd@h:1`);
+      } catch (e) {
+        return e as Error;
+      }
+      throw new Error('not refused');
+    })();
+    expect(err.message).not.toMatch(/\\n| at \d/);
+  });
+
+  it('a tab still belongs to a vendor password, and a trailing line break still ends a URL', () => {
+    expect(parseProxy('h:1:user:pw\t').getPassword()).toBe('pw\t');
+    expect(parseProxy(`http://u:${SECRET}@h:1\r\n`).getPassword()).toBe(SECRET);
+  });
+});
+
 describe('ProxyEndpoint never shows its password', () => {
   const e = parseProxy(`socks5h://bob:${SECRET}@127.0.0.1:1080`);
   const views: Array<[string, () => string]> = [

@@ -516,3 +516,62 @@ describe('startMockProxy: faults', () => {
     await expect(p.close()).resolves.toBeUndefined();
   });
 });
+
+describe('startMockProxy: raw requests in the log', () => {
+  it('logs the raw CONNECT and forward heads, byte for byte, Proxy-Authorization masked', async () => {
+    const p = await proxy({ auth: AUTH });
+    const basic = Buffer.from(`${AUTH.username}:${AUTH.password}`).toString('base64');
+    const head = `CONNECT 127.0.0.1:${echo.httpPort} HTTP/1.1\r\nHost: x\r\nproxy-authorization:  Basic ${basic}\r\nX-Odd: \u00e9\r\n\r\n`;
+    const c = await dial(p);
+    c.socket.write(Buffer.from(head, 'latin1'));
+    expect((await readHead(c.reader)).status).toBe(200);
+    const f = await dial(p);
+    f.socket.write(`GET ${echo.httpUrl}/ HTTP/1.1\r\nHost: x\r\nProxy-Authorization: Basic ${basic}\r\nConnection: close\r\n\r\n`);
+    expect((await readHead(f.reader)).status).toBe(200);
+    const bare = await dial(p);
+    bare.socket.write(`CONNECT 127.0.0.1:1 HTTP/1.1\r\nProxy-Authorization: ${basic}\r\n\r\n`);
+    expect((await readHead(bare.reader)).status).toBe(407);
+    expect(p.log[0]!.rawHead).toBe(head.replace(basic, '***'));
+    expect(p.log[1]!.rawHead).toBe(`GET ${echo.httpUrl}/ HTTP/1.1\r\nHost: x\r\nProxy-Authorization: Basic ***\r\nConnection: close\r\n\r\n`);
+    expect(p.log[2]!.rawHead).toBe('CONNECT 127.0.0.1:1 HTTP/1.1\r\nProxy-Authorization: ***\r\n\r\n');
+    expect(JSON.stringify(p.log)).not.toContain(basic);
+  });
+
+  it('logs a malformed request (400) with the bytes that followed it: a CR/LF smuggled into the CONNECT line shows', async () => {
+    const p = await proxy();
+    const { socket, reader } = await dial(p);
+    const sent = `CONNECT evil.test\r\n\r\nGET http://evil.test/ HTTP/1.1\r\nX: y:443 HTTP/1.1\r\nHost: z\r\n\r\n`;
+    socket.write(sent);
+    expect((await readHead(reader)).status).toBe(400);
+    expect(p.log).toEqual([expect.objectContaining({ protocol: 'connect', targetHost: '', targetPort: 0, status: 'refused', error: 'not an HTTP/1.x request' })]);
+    expect(p.log[0]!.rawHead).toBe(sent);
+    const noPort = await dial(p);
+    noPort.socket.write('CONNECT evil.test HTTP/1.1\r\n\r\n');
+    expect((await readHead(noPort.reader)).status).toBe(400);
+    expect(p.log[1]).toMatchObject({ protocol: 'connect', status: 'refused', error: 'CONNECT needs host:port', rawHead: 'CONNECT evil.test HTTP/1.1\r\n\r\n' });
+  });
+
+  it('logs the raw SOCKS4a request and the SOCKS5 CONNECT request (never the SOCKS5 password)', async () => {
+    const p = await proxy({ hosts: { 'echo.test': '127.0.0.1' } });
+    expect((await viaSocks(socksProxy(p, 4, { userId: 'bob' }), 'echo.test', echo.httpPort)).body).toBe(EGRESS);
+    const port = Buffer.from([echo.httpPort >> 8, echo.httpPort & 0xff]);
+    expect(Buffer.from(p.log[0]!.rawHead, 'latin1')).toEqual(
+      Buffer.concat([Buffer.from([4, 1]), port, Buffer.from([0, 0, 0, 1]), Buffer.from('bob\0echo.test\0')]),
+    );
+    expect((await viaSocks(socksProxy(p, 5, { userId: 'bob', password: 'Socks-Pw' }), 'echo.test', echo.httpPort)).body).toBe(EGRESS);
+    expect(Buffer.from(p.log[1]!.rawHead, 'latin1')).toEqual(Buffer.concat([Buffer.from([5, 1, 0, 3, 9]), Buffer.from('echo.test'), port]));
+    expect(JSON.stringify(p.log)).not.toContain('Socks-Pw');
+  });
+
+  it('acceptedConnections() counts every connection, even one that sent nothing', async () => {
+    const p = await proxy();
+    expect(p.acceptedConnections()).toBe(0);
+    const { socket } = await dial(p);
+    await until(() => p.acceptedConnections() === 1);
+    expect(p.acceptedConnections()).toBe(1);
+    socket.destroy();
+    await until(() => p.openConnections() === 0);
+    expect(p.acceptedConnections()).toBe(1);
+    expect(p.log).toEqual([]);
+  });
+});

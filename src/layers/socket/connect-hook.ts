@@ -49,7 +49,8 @@ export function installSocketLayer(deps: SocketLayerDeps): Restore {
     // http Agent passes `path: null`, and `path: ''` connects over TCP too.
     // Without a port Node throws before anything is sent.
     if (!options || options.path || options.port === undefined) return original.apply(this, args);
-    const target: Target = { host: unbracket(String(options.host ?? 'localhost')), port: Number(options.port) };
+    // `||` as Node's own lookupAndConnect: an empty host is localhost.
+    const target: Target = { host: unbracket(String(options.host || 'localhost')), port: Number(options.port) };
     const mark = routeMarkFor(options);
     if (mark?.decided) {
       // A layer already applied the router's answer (it passes): only record the route.

@@ -42,11 +42,13 @@ export function resolveOptions(options: MockProxyOptions): ResolvedOptions {
   };
 }
 
-export type EntryInit = Pick<MockProxyLogEntry, 'protocol' | 'targetHost' | 'targetPort' | 'username'>;
+export type EntryInit = Pick<MockProxyLogEntry, 'protocol' | 'targetHost' | 'targetPort' | 'username' | 'rawHead'>;
 
 export class ProxyContext {
   readonly log: MockProxyLogEntry[] = [];
   private nextId = 1;
+  /** Client connections accepted since the start (refused and stalled ones included). */
+  accepted = 0;
   private readonly sockets = new Set<net.Socket>();
   private readonly clients = new Set<net.Socket>();
   private readonly shutdown = new AbortController();
@@ -67,7 +69,10 @@ export class ProxyContext {
       return;
     }
     this.sockets.add(socket);
-    if (client) this.clients.add(socket);
+    if (client) {
+      this.clients.add(socket);
+      this.accepted++;
+    }
     socket.on('error', () => {
       // Handled by whoever reads the socket; this listener only keeps an
       // unexpected reset from becoming an uncaught 'error' event.
@@ -88,6 +93,7 @@ export class ProxyContext {
       protocol: init.protocol,
       targetHost: init.targetHost,
       targetPort: init.targetPort,
+      rawHead: init.rawHead,
       status: 'open',
       bytesIn: 0,
       bytesOut: 0,

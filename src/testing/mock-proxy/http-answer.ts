@@ -11,6 +11,7 @@ import { hangUp } from './io.js';
 import { connectUpstream } from './upstream.js';
 import type { SocketReader } from './reader.js';
 import type { MockProxyLogEntry } from './types.js';
+import { rawText } from './raw-head.js';
 
 export const REALM = 'session-proxy mock proxy';
 
@@ -91,4 +92,20 @@ export async function upstreamOr502(
     answer(client, reader, 502, `cannot reach ${label}: ${message}`);
     return undefined;
   }
+}
+
+/**
+ * A 400 for a head that is not a proxy request, logged (target unknown:
+ * '' and 0) with its raw head and what followed it in the buffer, which the
+ * hang-up discards: a request smuggled by a CR/LF in the first line is there.
+ */
+export function refuseMalformed(ctx: ProxyContext, client: net.Socket, reader: SocketReader, rawHead: string, why: string): void {
+  const entry = ctx.openEntry({
+    protocol: rawHead.startsWith('CONNECT ') ? 'connect' : 'http',
+    targetHost: '',
+    targetPort: 0,
+    rawHead: rawText(Buffer.from(rawHead, 'latin1'), reader.buffered()),
+  });
+  ctx.settle(entry, 'refused', why);
+  answer(client, reader, 400, why);
 }

@@ -1,19 +1,19 @@
 /** HTTP CONNECT: answer 200, then relay bytes both ways. */
 import type * as net from 'node:net';
 import type { ProxyContext } from './context.js';
-import { admit, answer, basicCredentials, upstreamOr502 } from './http-answer.js';
+import { admit, answer, basicCredentials, refuseMalformed, upstreamOr502 } from './http-answer.js';
 import type { Head } from './http-message.js';
 import type { SocketReader } from './reader.js';
 import { Meter, startTunnel } from './tunnel.js';
 import { splitAuthority } from './upstream.js';
 
-export async function handleConnect(ctx: ProxyContext, client: net.Socket, reader: SocketReader, head: Head): Promise<void> {
+export async function handleConnect(ctx: ProxyContext, client: net.Socket, reader: SocketReader, head: Head, rawHead: string): Promise<void> {
   let target: { host: string; port: number };
   try {
     // CONNECT has no default port: the authority must name one.
     target = splitAuthority(head.start[1]);
   } catch {
-    answer(client, reader, 400, 'CONNECT needs host:port');
+    refuseMalformed(ctx, client, reader, rawHead, 'CONNECT needs host:port');
     return;
   }
   const credentials = basicCredentials(head);
@@ -22,6 +22,7 @@ export async function handleConnect(ctx: ProxyContext, client: net.Socket, reade
     targetHost: target.host,
     targetPort: target.port,
     username: credentials?.username,
+    rawHead,
   });
   if (!ctx.options.protocols.has('connect')) {
     ctx.settle(entry, 'refused', 'CONNECT not enabled');

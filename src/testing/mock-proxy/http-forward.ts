@@ -6,7 +6,7 @@
  */
 import type * as net from 'node:net';
 import type { ProxyContext } from './context.js';
-import { admit, answer, basicCredentials, upstreamOr502 } from './http-answer.js';
+import { admit, answer, basicCredentials, refuseMalformed, upstreamOr502 } from './http-answer.js';
 import {
   chunk,
   endToEndHeaders,
@@ -73,14 +73,14 @@ function wantsKeepAlive(head: Head): boolean {
   return !tokens.includes('close');
 }
 
-export async function handleForward(ctx: ProxyContext, client: net.Socket, reader: SocketReader, head: Head): Promise<Outcome> {
+export async function handleForward(ctx: ProxyContext, client: net.Socket, reader: SocketReader, head: Head, rawHead: string): Promise<Outcome> {
   const target = parseTarget(head.start[1]);
   if (!target) {
-    answer(client, reader, 400, 'a forward proxy request needs an absolute URI');
+    refuseMalformed(ctx, client, reader, rawHead, 'a forward proxy request needs an absolute URI');
     return 'done';
   }
   const credentials = basicCredentials(head);
-  const entry = ctx.openEntry({ protocol: 'http', targetHost: target.host, targetPort: target.port, username: credentials?.username });
+  const entry = ctx.openEntry({ protocol: 'http', targetHost: target.host, targetPort: target.port, username: credentials?.username, rawHead });
   // ws: is plain HTTP until the upgrade; TLS targets (https:, wss:) need CONNECT.
   const plain = target.scheme === 'http' || target.scheme === 'ws';
   if (!ctx.options.protocols.has('http') || !plain) {

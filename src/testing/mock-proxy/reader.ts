@@ -76,6 +76,11 @@ export class SocketReader {
     return this.take(Math.min(n, this.size));
   }
 
+  /** The bytes received and not read yet, without consuming them. */
+  buffered(): Buffer {
+    return this.flatten();
+  }
+
   /**
    * Stops reading and returns the unread bytes. The socket is left paused:
    * whoever takes it over resumes it once its own listeners are in place.

@@ -8,6 +8,7 @@ import { hangUp } from './io.js';
 import type { SocketReader } from './reader.js';
 import { Meter, startTunnel } from './tunnel.js';
 import { connectUpstream } from './upstream.js';
+import { rawText } from './raw-head.js';
 
 const GRANTED = 0x5a;
 const REJECTED = 0x5b;
@@ -26,14 +27,17 @@ export async function serveSocks4(ctx: ProxyContext, client: net.Socket, reader:
   const command = fixed[1];
   const port = fixed.readUInt16BE(2);
   const ip = [...fixed.subarray(4, 8)];
-  const userid = (await reader.readUntil(NUL, MAX_FIELD)).toString('utf8');
+  const useridBytes = await reader.readUntil(NUL, MAX_FIELD);
+  const userid = useridBytes.toString('utf8');
   const is4a = ip[0] === 0 && ip[1] === 0 && ip[2] === 0 && ip[3] !== 0;
-  const targetHost = is4a ? (await reader.readUntil(NUL, MAX_FIELD)).toString('utf8') : ip.join('.');
+  const hostBytes = is4a ? await reader.readUntil(NUL, MAX_FIELD) : undefined;
+  const targetHost = hostBytes ? hostBytes.toString('utf8') : ip.join('.');
   const entry = ctx.openEntry({
     protocol: is4a ? 'socks4a' : 'socks4',
     targetHost,
     targetPort: port,
     username: userid === '' ? undefined : userid,
+    rawHead: rawText(fixed, useridBytes, NUL, ...(hostBytes ? [hostBytes, NUL] : [])),
   });
   const refuse = (status: 'refused' | 'auth-failed' | 'error', code: number, why: string): void => {
     ctx.settle(entry, status, why);

@@ -9,6 +9,7 @@ import type { SocketReader } from './reader.js';
 import { Meter, startTunnel } from './tunnel.js';
 import type { MockProxyLogEntry } from './types.js';
 import { connectUpstream } from './upstream.js';
+import { rawText } from './raw-head.js';
 
 const NO_AUTH = 0x00;
 const USER_PASS = 0x02;
@@ -29,8 +30,15 @@ export async function serveSocks5(ctx: ProxyContext, client: net.Socket, reader:
   await ctx.delay();
 
   /** A failure before the request: no target is known yet, so the entry names none. */
+  /** The CONNECT request's bytes as read so far, for the entry's rawHead. */
+  const request: Buffer[] = [];
+  const read = async (n: number): Promise<Buffer> => {
+    const bytes = await reader.readExact(n);
+    request.push(bytes);
+    return bytes;
+  };
   const failEarly = (status: Settled, why: string, bytes: number[], username?: string): void => {
-    ctx.settle(ctx.openEntry({ protocol: 'socks5', targetHost: '', targetPort: 0, username }), status, why);
+    ctx.settle(ctx.openEntry({ protocol: 'socks5', targetHost: '', targetPort: 0, username, rawHead: rawText(...request) }), status, why);
     write(client, bytes);
     hangUp(client, reader);
   };
@@ -63,26 +71,26 @@ export async function serveSocks5(ctx: ProxyContext, client: net.Socket, reader:
     return failEarly('refused', 'no acceptable authentication method', [5, NO_ACCEPTABLE]);
   }
 
-  const request = await reader.readExact(4);
-  if (request[0] !== 5) throw new Error('bad SOCKS5 request version');
-  const command = request[1];
+  const fixed = await read(4);
+  if (fixed[0] !== 5) throw new Error('bad SOCKS5 request version');
+  const command = fixed[1];
   let targetHost: string;
-  switch (request[3]) {
+  switch (fixed[3]) {
     case 0x01:
-      targetHost = [...(await reader.readExact(4))].join('.');
+      targetHost = [...(await read(4))].join('.');
       break;
     case 0x03:
-      targetHost = (await reader.readExact((await reader.readExact(1))[0]!)).toString('utf8');
+      targetHost = (await read((await read(1))[0]!)).toString('utf8');
       break;
     case 0x04:
-      targetHost = formatIpv6(await reader.readExact(16));
+      targetHost = formatIpv6(await read(16));
       break;
     default:
       // The address length is unknown, so the rest of the request cannot even be skipped.
-      return failEarly('refused', `address type ${request[3]} not supported`, reply(ADDRESS_TYPE_NOT_SUPPORTED), username);
+      return failEarly('refused', `address type ${fixed[3]} not supported`, reply(ADDRESS_TYPE_NOT_SUPPORTED), username);
   }
-  const port = (await reader.readExact(2)).readUInt16BE(0);
-  const entry = ctx.openEntry({ protocol: 'socks5', targetHost, targetPort: port, username });
+  const port = (await read(2)).readUInt16BE(0);
+  const entry = ctx.openEntry({ protocol: 'socks5', targetHost, targetPort: port, username, rawHead: rawText(...request) });
   const refuse = (status: Settled, code: number, why: string): void => {
     ctx.settle(entry, status, why);
     write(client, reply(code));

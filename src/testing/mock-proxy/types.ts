@@ -31,6 +31,20 @@ export interface MockProxyLogEntry {
   targetPort: number;
   username?: string;
   /**
+   * The request exactly as the proxy received it, one latin1 character per
+   * byte (`Buffer.from(rawHead, 'latin1')` gives the bytes back), at most
+   * 16 KiB; Proxy-Authorization credentials are masked (`Basic ***`).
+   * - 'connect' / 'http': the request head through its blank line. A request
+   *   refused as malformed (400) is logged too (targetHost '', targetPort 0
+   *   when no target could be read), followed by whatever the client had sent
+   *   after it: a CR/LF smuggled into a CONNECT line shows up here.
+   * - 'socks4' / 'socks4a': the whole request (VN CD DSTPORT DSTIP USERID NUL [HOST NUL]).
+   * - 'socks5': the CONNECT request (VER CMD RSV ATYP DST.ADDR DST.PORT); the
+   *   greeting and the RFC 1929 username/password exchange are never logged,
+   *   so an entry for a failure before the request has ''.
+   */
+  rawHead: string;
+  /**
    * 'open' while in progress; 'ok' once closed normally (a client hanging up
    * with a reset is normal); 'refused' by a fault, a disabled protocol or an
    * unsupported command; 'auth-failed'; 'error' when the target could not be
@@ -81,6 +95,12 @@ export interface MockProxy {
   faults: MockProxyFaults;
   /** Client connections accepted and not yet closed. */
   openConnections(): number;
+  /**
+   * Client connections accepted since the start, whatever became of them
+   * (refused, stalled, sent nothing): "no connection reached the proxy" is
+   * `acceptedConnections()` unchanged.
+   */
+  acceptedConnections(): number;
   /** Destroys every open connection (client and upstream), then closes the server. */
   close(): Promise<void>;
 }
