@@ -99,7 +99,28 @@ export interface SessionProxyEvents {
 
 const kManager = Symbol.for('session-proxy.manager');
 
-export class SessionProxyManager extends EventEmitter<SessionProxyEvents> {
+/** Type-only brand (no runtime value): see `setAccount`. */
+declare const kAccountsAdded: unique symbol;
+/**
+ * What `setAccount` asserts besides the wider manager type: contravariant in
+ * the names, so each call narrows the variable to the newer, wider type.
+ */
+export interface AccountsAdded<A extends string> {
+  readonly [kAccountsAdded]: (account: A) => void;
+}
+/** A manager that accepts any account name: `SessionProxyManager<string>`. */
+export interface AnyAccountManager {
+  readonly withProxy: <T>(account: string, fn: () => T) => T;
+}
+
+/**
+ * `A`: the account names the manager accepts. Inferred from a literal
+ * `accounts` option (`new SessionProxyManager({ accounts: { alice, bob } })` →
+ * `SessionProxyManager<'alice' | 'bob'>`, so `withProxy('alcie', …)` does not
+ * compile); `string` (any name) for options typed `SessionProxyOptions`, e.g.
+ * from a config file, without `accounts`, or given explicitly.
+ */
+export class SessionProxyManager<A extends string = string> extends EventEmitter<SessionProxyEvents> {
   /** `instanceof` holds across copies of the library (the preload bundles its own). */
   static override [Symbol.hasInstance](value: unknown): boolean {
     return !!value && typeof value === 'object' && (value as Record<symbol, unknown>)[kManager] === true;
@@ -124,6 +145,7 @@ export class SessionProxyManager extends EventEmitter<SessionProxyEvents> {
   private readonly socketTunnels = new SocketTunnelRegistry();
   private readonly drain: ConnectionDrain;
 
+  constructor(options?: SessionProxyOptions<A>);
   constructor(options: SessionProxyOptions = {}) {
     super();
     Object.defineProperty(this, kManager, { value: true });
@@ -170,7 +192,7 @@ export class SessionProxyManager extends EventEmitter<SessionProxyEvents> {
       },
       up: (proxy, h) => this.emitHealth('proxyUp', 'proxy-up', { proxy: proxy.info(), accounts: this.accounts.holders(proxy.identityKey), latencyMs: h.lastLatencyMs }),
     });
-    this.egress = new EgressPolicy(options, (account) => this.verifyEgress(account));
+    this.egress = new EgressPolicy(options, (account) => this.verifyEgress(account as A));
     this.tunnels = new AccountTunnels({
       gate: (account) => this.egress.gate(account),
       opened: (account, proxy, socket, latencyMs) => {
@@ -290,7 +312,7 @@ export class SessionProxyManager extends EventEmitter<SessionProxyEvents> {
    * Runs `fn` with every request it creates routed through `account`'s proxy. Returns what fn returns.
    * @throws NotInstalledError when this manager is not installed: nothing would be routed.
    */
-  withProxy<T>(account: string, fn: () => T): T {
+  withProxy<T>(account: A | 'default', fn: () => T): T {
     this.requireInstalled('withProxy');
     this.accounts.require(account);
     this.undiciLayer?.reassert();
@@ -302,9 +324,9 @@ export class SessionProxyManager extends EventEmitter<SessionProxyEvents> {
    * work from one scope to another (a queue, a timer set up elsewhere). Calling it while this
    * manager is not installed throws NotInstalledError.
    */
-  bind<A extends unknown[], R>(account: string, fn: (...args: A) => R): (...args: A) => R {
+  bind<Args extends unknown[], R>(account: A | 'default', fn: (...args: Args) => R): (...args: Args) => R {
     this.accounts.require(account);
-    return (...args: A) => this.withProxy(account, () => fn(...args));
+    return (...args: Args) => this.withProxy(account, () => fn(...args));
   }
 
   /** The account of the calling async context, or undefined outside any scope. */
@@ -313,7 +335,7 @@ export class SessionProxyManager extends EventEmitter<SessionProxyEvents> {
   }
 
   /** The active proxy of `account` (default: the calling scope's account, else `default`). */
-  current(account: string = this.currentAccount() ?? DEFAULT_ACCOUNT): ProxyInfo {
+  current(account: A | 'default' = (this.currentAccount() ?? DEFAULT_ACCOUNT) as A): ProxyInfo {
     return this.accounts.active(account).info();
   }
 
@@ -322,7 +344,18 @@ export class SessionProxyManager extends EventEmitter<SessionProxyEvents> {
     return this.accounts.names();
   }
 
-  /** Adds or replaces an account. Replacing retires its old pools. */
+  /**
+   * Adds or replaces an account. Replacing retires its old pools.
+   *
+   * On a manager with literal names (`SessionProxyManager<'alice'>`) this is
+   * an assertion: afterwards the variable accepts the new name too. TypeScript
+   * applies an assertion only through a variable, parameter or property
+   * declared with an explicit type (`const m: SessionProxyManager<'alice'> = …`);
+   * on an inferred one the call fails with TS2775. On a
+   * `SessionProxyManager<string>` (any name) it returns the manager.
+   */
+  setAccount(this: AnyAccountManager, account: string, spec: ProxySpec): this;
+  setAccount<N extends string>(account: N, spec: ProxySpec): asserts this is SessionProxyManager<A | N> & AccountsAdded<A | N>;
   setAccount(account: string, spec: ProxySpec): this {
     if (account === DEFAULT_ACCOUNT) throw new ConfigError(`account name "${DEFAULT_ACCOUNT}" is reserved for the default pool (option \`proxy\`)`);
     const previous = this.accounts.get(account);
@@ -342,7 +375,7 @@ export class SessionProxyManager extends EventEmitter<SessionProxyEvents> {
   }
 
   /** Removes an account and closes its pools. */
-  async removeAccount(account: string): Promise<void> {
+  async removeAccount(account: A): Promise<void> {
     this.accounts.require(account);
     this.accounts.delete(account);
     this.egress.forget(account);
@@ -361,7 +394,7 @@ export class SessionProxyManager extends EventEmitter<SessionProxyEvents> {
    * `closeExisting` cuts everything at once.
    * @throws ProxyUnavailableError when there is nowhere to go (one proxy; the others held or down)
    */
-  async rotate(account: string = this.currentAccount() ?? DEFAULT_ACCOUNT, options: RotateOptions = {}): Promise<ProxyInfo> {
+  async rotate(account: A | 'default' = (this.currentAccount() ?? DEFAULT_ACCOUNT) as A, options: RotateOptions = {}): Promise<ProxyInfo> {
     this.requireInstalled('rotate');
     return (await this.rotation.rotate(account, options.closeExisting ?? false)).info();
   }
@@ -371,7 +404,7 @@ export class SessionProxyManager extends EventEmitter<SessionProxyEvents> {
    * scope, with the same tunnel opener as its requests) and returns the egress IP they saw.
    * Only the egress gate and quarantine are bypassed: this is what lifts them.
    */
-  async verifyEgress(account: string = this.currentAccount() ?? DEFAULT_ACCOUNT, options: EgressOptions & { compareDirect?: boolean } = {}): Promise<EgressResult> {
+  async verifyEgress(account: A | 'default' = (this.currentAccount() ?? DEFAULT_ACCOUNT) as A, options: EgressOptions & { compareDirect?: boolean } = {}): Promise<EgressResult> {
     this.requireInstalled('verifyEgress');
     this.undiciLayer?.reassert();
     const proxy = this.accounts.active(account);
@@ -399,7 +432,7 @@ export class SessionProxyManager extends EventEmitter<SessionProxyEvents> {
   async verifyAll(options: EgressOptions = {}): Promise<VerifyRow[]> {
     this.requireInstalled('verifyAll');
     const names = this.accounts.names();
-    const results = await Promise.allSettled(names.map((a) => this.verifyEgress(a, options)));
+    const results = await Promise.allSettled(names.map((a) => this.verifyEgress(a as A, options)));
     const rows = names.map((account, i) => {
       const r = results[i];
       const proxy = this.accounts.active(account).info();
