@@ -10,14 +10,21 @@ import type { SessionProxyOptions } from './options.js';
 import type { EgressOptions, EgressResult } from './egress/verify.js';
 import type { ProxyInfo } from './proxy/endpoint.js';
 
-/** Creates and installs the process's manager. A second install() → AlreadyInstalledError. */
-export function install(options: SessionProxyOptions = {}): SessionProxyManager {
-  return new SessionProxyManager(options).install();
+/**
+ * Creates and installs the process's manager. A second install() → AlreadyInstalledError.
+ * Its account names are inferred as by `new SessionProxyManager(options)`.
+ */
+export function install<A extends string = string>(options: SessionProxyOptions<A> = {}): SessionProxyManager<A> {
+  return new SessionProxyManager<A>(options).install();
 }
 
-/** The installed manager. @throws NotInstalledError */
-export function getManager(): SessionProxyManager {
-  const m = state.installed as SessionProxyManager | undefined;
+/**
+ * The installed manager. Any account name type-checks (it may come from a
+ * config file); annotate to narrow: `const m: SessionProxyManager<'alice'> = getManager()`.
+ * @throws NotInstalledError
+ */
+export function getManager(): SessionProxyManager<string> {
+  const m = state.installed as SessionProxyManager<string> | undefined;
   if (!m) throw new NotInstalledError('no SessionProxyManager is installed: call install(options) or start node with --import session-proxy/register');
   return m;
 }

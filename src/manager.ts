@@ -104,7 +104,28 @@ const kManager = Symbol.for('session-proxy.manager');
 /** Who installed a manager when it was not the app (the preload says so here, for install()'s error in any copy). */
 export const kInstalledBy = Symbol.for('session-proxy.manager.installed-by');
 
-export class SessionProxyManager extends EventEmitter<SessionProxyEvents> {
+/** Type-only brand (no runtime value): see `setAccount`. */
+declare const kAccountsAdded: unique symbol;
+/**
+ * What `setAccount` asserts besides the wider manager type: contravariant in
+ * the names, so each call narrows the variable to the newer, wider type.
+ */
+export interface AccountsAdded<A extends string> {
+  readonly [kAccountsAdded]: (account: A) => void;
+}
+/** A manager that accepts any account name: `SessionProxyManager<string>`. */
+export interface AnyAccountManager {
+  readonly withProxy: <T>(account: string, fn: () => T) => T;
+}
+
+/**
+ * `A`: the account names the manager accepts. Inferred from a literal
+ * `accounts` option (`new SessionProxyManager({ accounts: { alice, bob } })` →
+ * `SessionProxyManager<'alice' | 'bob'>`, so `withProxy('alcie', …)` does not
+ * compile); `string` (any name) for options typed `SessionProxyOptions`, e.g.
+ * from a config file, without `accounts`, or given explicitly.
+ */
+export class SessionProxyManager<A extends string = string> extends EventEmitter<SessionProxyEvents> {
   /** `instanceof` holds across copies of the library (the preload bundles its own). */
   static override [Symbol.hasInstance](value: unknown): boolean {
     return !!value && typeof value === 'object' && (value as Record<symbol, unknown>)[kManager] === true;
@@ -129,6 +150,7 @@ export class SessionProxyManager extends EventEmitter<SessionProxyEvents> {
   private readonly socketTunnels = new SocketTunnelRegistry();
   private readonly drain: ConnectionDrain;
 
+  constructor(options?: SessionProxyOptions<A>);
   constructor(options: SessionProxyOptions = {}) {
     super();
     Object.defineProperty(this, kManager, { value: true });
@@ -171,7 +193,7 @@ export class SessionProxyManager extends EventEmitter<SessionProxyEvents> {
       },
       up: (proxy, h) => this.emitHealth('proxyUp', 'proxy-up', { proxy: proxy.info(), accounts: this.accounts.holders(proxy.identityKey), latencyMs: h.lastLatencyMs }),
     });
-    this.egress = new EgressPolicy(options, (account) => this.verifyEgress(account));
+    this.egress = new EgressPolicy(options, (account) => this.verifyEgress(account as A));
     this.tunnels = new AccountTunnels({
       gate: (account) => this.egress.gate(account),
       opened: (account, proxy, socket, latencyMs) => {
@@ -301,7 +323,7 @@ export class SessionProxyManager extends EventEmitter<SessionProxyEvents> {
    * (NotInstalledError), then the account (UnknownAccountError); so in every method below.
    * @throws NotInstalledError when this manager is not installed: nothing would be routed.
    */
-  withProxy<T>(account: string, fn: () => T): T {
+  withProxy<T>(account: A | 'default', fn: () => T): T {
     checkAccount('withProxy(account, fn)', account, false);
     checkFunction('withProxy(account, fn)', fn, account);
     this.requireInstalled('withProxy');
@@ -315,11 +337,11 @@ export class SessionProxyManager extends EventEmitter<SessionProxyEvents> {
    * work from one scope to another (a queue, a timer set up elsewhere). Calling it while this
    * manager is not installed throws NotInstalledError.
    */
-  bind<A extends unknown[], R>(account: string, fn: (...args: A) => R): (...args: A) => R {
+  bind<Args extends unknown[], R>(account: A | 'default', fn: (...args: Args) => R): (...args: Args) => R {
     checkAccount('bind(account, fn)', account, false);
     checkFunction('bind(account, fn)', fn, account);
     this.accounts.require(account);
-    return (...args: A) => this.withProxy(account, () => fn(...args));
+    return (...args: Args) => this.withProxy(account, () => fn(...args));
   }
 
   /** The account of the calling async context, or undefined outside any scope. */
@@ -328,7 +350,7 @@ export class SessionProxyManager extends EventEmitter<SessionProxyEvents> {
   }
 
   /** The active proxy of `account` (default: the calling scope's account, else `default`). */
-  current(account?: string): ProxyInfo {
+  current(account?: A | 'default'): ProxyInfo {
     checkAccount('current(account)', account, true);
     return this.accounts.active(this.accountOf('current', account)).info();
   }
@@ -338,7 +360,18 @@ export class SessionProxyManager extends EventEmitter<SessionProxyEvents> {
     return this.accounts.names();
   }
 
-  /** Adds or replaces an account. Replacing retires its old pools. */
+  /**
+   * Adds or replaces an account. Replacing retires its old pools.
+   *
+   * On a manager with literal names (`SessionProxyManager<'alice'>`) this is
+   * an assertion: afterwards the variable accepts the new name too. TypeScript
+   * applies an assertion only through a variable, parameter or property
+   * declared with an explicit type (`const m: SessionProxyManager<'alice'> = …`);
+   * on an inferred one the call fails with TS2775. On a
+   * `SessionProxyManager<string>` (any name) it returns the manager.
+   */
+  setAccount(this: AnyAccountManager, account: string, spec: ProxySpec): this;
+  setAccount<N extends string>(account: N, spec: ProxySpec): asserts this is SessionProxyManager<A | N> & AccountsAdded<A | N>;
   setAccount(account: string, spec: ProxySpec): this {
     if (account === DEFAULT_ACCOUNT) throw new ConfigError(`account name "${DEFAULT_ACCOUNT}" is reserved for the default pool (option \`proxy\`)`);
     // As in the constructor: `accounts.__proto__: … (in setAccount())`, a bad spec by its key path.
@@ -360,7 +393,7 @@ export class SessionProxyManager extends EventEmitter<SessionProxyEvents> {
   }
 
   /** Removes an account and closes its pools. */
-  async removeAccount(account: string): Promise<void> {
+  async removeAccount(account: A): Promise<void> {
     this.accounts.require(account);
     this.accounts.delete(account);
     this.egress.forget(account);
@@ -379,7 +412,7 @@ export class SessionProxyManager extends EventEmitter<SessionProxyEvents> {
    * `closeExisting` cuts everything at once.
    * @throws ProxyUnavailableError when there is nowhere to go (one proxy; the others held or down)
    */
-  async rotate(account?: string, options: RotateOptions = {}): Promise<ProxyInfo> {
+  async rotate(account?: A | 'default', options: RotateOptions = {}): Promise<ProxyInfo> {
     checkAccount('rotate(account, options)', account, true);
     checkOptionsArgument('rotate(account, options)', options);
     this.requireInstalled('rotate');
@@ -391,11 +424,11 @@ export class SessionProxyManager extends EventEmitter<SessionProxyEvents> {
    * scope, with the same tunnel opener as its requests) and returns the egress IP they saw.
    * Only the egress gate and quarantine are bypassed: this is what lifts them.
    */
-  async verifyEgress(account?: string, options: EgressOptions & { compareDirect?: boolean } = {}): Promise<EgressResult> {
-    checkAccount('verifyEgress(account, options)', account, true);
+  async verifyEgress(name?: A | 'default', options: EgressOptions & { compareDirect?: boolean } = {}): Promise<EgressResult> {
+    checkAccount('verifyEgress(account, options)', name, true);
     checkOptionsArgument('verifyEgress(account, options)', options);
     this.requireInstalled('verifyEgress');
-    account = this.accountOf('verifyEgress', account);
+    const account = this.accountOf('verifyEgress', name);
     this.undiciLayer?.reassert();
     const proxy = this.accounts.active(account);
     const opts: EgressOptions = { requestTls: this.options.requestTls, endpoints: this.options.egressEndpoints, ...options };
@@ -422,7 +455,7 @@ export class SessionProxyManager extends EventEmitter<SessionProxyEvents> {
   async verifyAll(options: EgressOptions = {}): Promise<VerifyRow[]> {
     this.requireInstalled('verifyAll');
     const names = this.accounts.names();
-    const results = await Promise.allSettled(names.map((a) => this.verifyEgress(a, options)));
+    const results = await Promise.allSettled(names.map((a) => this.verifyEgress(a as A, options)));
     const rows = names.map((account, i) => {
       const r = results[i];
       const proxy = this.accounts.active(account).info();

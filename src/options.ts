@@ -7,7 +7,8 @@ import type { HealthCheckOptions } from './health/health-registry.js';
 /** One proxy, or a pool of them (the first is active; rotate() and failover move on). */
 export type ProxySpec = ProxyInput | readonly ProxyInput[];
 
-export interface SessionProxyOptions {
+/** `A`: the account names (keys of `accounts`); see `SessionProxyManager<A>`. */
+export interface SessionProxyOptions<A extends string = string> {
   /**
    * The default pool: traffic outside any `withProxy` scope leaves through it
    * (the reserved account `default`).
@@ -18,7 +19,7 @@ export interface SessionProxyOptions {
    * One proxy or pool per account.
    * @example { alice: 'socks5h://a:pw@10.0.0.6:1080', bob: ['http://10.0.0.7:3128', 'http://10.0.0.8:3128'] }
    */
-  accounts?: Record<string, ProxySpec>;
+  accounts?: Record<A, ProxySpec>;
   /**
    * Targets that go direct. A given list replaces the loopback default;
    * `[]` routes loopback too. Outside scopes, the operator's env NO_PROXY

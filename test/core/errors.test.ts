@@ -80,7 +80,7 @@ describe('a wrong argument is an InvalidArgumentError naming the method and the 
   });
 
   it('arguments are checked before installation, installation before the account', async () => {
-    const m = new SessionProxyManager({ accounts: ACCOUNTS });
+    const m: SessionProxyManager = new SessionProxyManager({ accounts: ACCOUNTS }); // any name: the test passes unknown ones on purpose
     expect(() => m.withProxy('alice', 42 as never)).toThrow(InvalidArgumentError);
     expect(() => globalWithProxy('alice', 42 as never)).toThrow(InvalidArgumentError);
     await expect(m.rotate(42 as never)).rejects.toThrow(InvalidArgumentError);

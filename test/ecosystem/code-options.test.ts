@@ -100,7 +100,7 @@ describe('new SessionProxyManager(options) validates like a config file', () => 
   });
 
   it('setAccount(name, spec) validates the spec with its key path', () => {
-    const m = new SessionProxyManager({ accounts: { alice: 'http://10.0.0.1:1' } });
+    const m: SessionProxyManager = new SessionProxyManager({ accounts: { alice: 'http://10.0.0.1:1' } });
     expect(configError(() => m.setAccount('bob', { url: 'http://10.0.0.2:1', pasword: SECRET } as never)).message).toMatch(/^accounts\.bob\.pasword: unknown key \(did you mean "password"\?\) .*\(in setAccount\(\)\)$/);
     expect(configError(() => m.setAccount('bob', [])).message).toMatch(/^accounts\.bob: expected at least one proxy, got an empty array/);
     expect(m.setAccount('bob', new URL('http://10.0.0.2:1')).accountNames()).toEqual(['alice', 'bob']);
