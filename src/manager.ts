@@ -13,7 +13,7 @@ import { parseProxy } from './proxy/parse.js';
 import { LOOPBACK_NO_PROXY, NoProxyMatcher } from './proxy/no-proxy.js';
 import type { ProxyEndpoint, ProxyInfo } from './proxy/endpoint.js';
 import { AccountPools, DEFAULT_ACCOUNT, type AccountPool } from './routing/account-pools.js';
-import { Router } from './routing/router.js';
+import { REFUSAL, Router, type Refusal } from './routing/router.js';
 import { LeakPolicy, type LeakEvent } from './routing/leak-policy.js';
 import { AccountTunnels } from './routing/account-tunnels.js';
 import { ROTATION_STRATEGIES } from './routing/strategies.js';
@@ -38,9 +38,7 @@ import { installChildProcess } from './layers/child-process.js';
 import { installDnsAudit } from './layers/dns-audit.js';
 import { installDgramLayer } from './layers/dgram.js';
 import { installWorkerThreads } from './layers/worker-threads.js';
-import { registerEnvFor, registerPaths } from './children/child-env.js';
-import { workerOptionsFor } from './children/worker.js';
-import { existsSync } from 'node:fs';
+import { ChildHandoff } from './children/handoff.js';
 import { enableDebugLoggingFromEnv } from './debug.js';
 import { askIp, directPath, probeEgress, type EgressOptions, type EgressPath, type EgressResult } from './egress/verify.js';
 import { EgressPolicy } from './egress/egress-policy.js';
@@ -131,6 +129,10 @@ export class SessionProxyManager extends EventEmitter<SessionProxyEvents> {
     if (options.strategy !== undefined && !ROTATION_STRATEGIES.includes(options.strategy)) {
       throw new ConfigError(`strategy must be one of ${ROTATION_STRATEGIES.join(', ')}, got ${JSON.stringify(options.strategy)}`);
     }
+    const childConfig: unknown = options.childConfig;
+    if (childConfig !== undefined && childConfig !== 'route' && childConfig !== 'all') {
+      throw new ConfigError(`childConfig must be 'route' or 'all', got ${typeof childConfig === 'string' && childConfig.length <= 20 ? JSON.stringify(childConfig) : typeof childConfig}`);
+    }
     const drainTimeout = options.drainTimeout ?? 30_000;
     if (typeof drainTimeout !== 'number' || !(drainTimeout >= 0) || !Number.isFinite(drainTimeout)) throw new ConfigError(`drainTimeout must be a number of milliseconds >= 0`);
     this.drain = new ConnectionDrain(drainTimeout, (socket) => servedRoute(socket) !== undefined);
@@ -188,6 +190,7 @@ export class SessionProxyManager extends EventEmitter<SessionProxyEvents> {
         return self.envNoProxy;
       },
       requireScope: options.requireScope ?? false,
+      refusal: (options as { [REFUSAL]?: Refusal })[REFUSAL]?.reason,
       tunnelSockets: options.tunnelSockets ?? true,
       leaks: this.leaks,
       opener: (account, proxy, probe) => this.tunnels.opener(account, proxy, probe),
@@ -211,6 +214,7 @@ export class SessionProxyManager extends EventEmitter<SessionProxyEvents> {
     const fallback = this.accounts.get(DEFAULT_ACCOUNT);
     this.undiciLayer = new UndiciLayer(new RoutingDispatcher(this.router, this.connections, UndiciLayer.previousDirect()));
     const undiciLayer = this.undiciLayer;
+    const children = new ChildHandoff(this.options, this.accounts, (this.options as { [REFUSAL]?: Refusal })[REFUSAL]?.ref);
     try {
       this.layers.apply([
         ...(fallback && (this.options.env ?? true) ? [{ name: 'env', apply: () => installEnv(fallback.proxies[fallback.active], this.noProxy.entries) }] : []),
@@ -240,21 +244,11 @@ export class SessionProxyManager extends EventEmitter<SessionProxyEvents> {
             installChildProcess({
               proxyOf: (account) => this.accounts.active(account),
               noProxy: this.noProxy.entries,
-              // A Node child runs the preload: in the same account's scope (only that account's pool travels),
-              // or, spawned outside any scope, under the whole configuration, like the parent.
-              extraEnv: (account, env) =>
-                registerEnvFor(account, this.liveOptions(), env, { active: account ? this.accounts.active(account) : undefined, optional: true, onlyAccount: account !== undefined }),
+              // A Node child runs the preload with a pointer to its route's configuration (children/handoff.ts).
+              extraEnv: (account, env, kind) => children.processEnv(account, env, kind),
             }),
         },
-        {
-          name: 'worker-threads',
-          apply: () =>
-            installWorkerThreads((account, options) => {
-              const registered = registerPaths();
-              if (!existsSync(registered.cjs)) return options; // running from sources: no built preload to run
-              return workerOptionsFor(account, options, this.liveOptions(), { active: account ? this.accounts.active(account) : undefined, onlyAccount: account !== undefined });
-            }),
-        },
+        { name: 'worker-threads', apply: () => installWorkerThreads((account, options) => children.worker(account, options)) },
         { name: 'dgram', apply: () => installDgramLayer({ router: this.router }) },
         { name: 'dns-audit', apply: () => installDnsAudit() },
       ]);
@@ -456,14 +450,6 @@ export class SessionProxyManager extends EventEmitter<SessionProxyEvents> {
       if (action.kind === 'pass') return directPath(target, signal);
       return Promise.reject(action.error);
     };
-  }
-
-  /** The options as they stand now (setAccount/removeAccount included), for children and Workers. */
-  private liveOptions(): SessionProxyOptions {
-    const accounts: Record<string, ProxySpec> = {};
-    for (const pool of this.accounts.all()) if (pool.name !== DEFAULT_ACCOUNT) accounts[pool.name] = [...pool.proxies];
-    const fallback = this.accounts.get(DEFAULT_ACCOUNT);
-    return { ...this.options, proxy: fallback ? [...fallback.proxies] : undefined, accounts };
   }
 
   private onTunnelFailure(account: string, proxy: ProxyEndpoint, error: Error): ProxyEndpoint | undefined {

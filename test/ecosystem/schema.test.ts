@@ -77,6 +77,8 @@ describe('schema and validator agree', () => {
     { accounts: { 'my bot': 'socks4a://u@10.0.0.4:1080' }, noProxy: '' },
     { requestTls: { ca: ['x'], rejectUnauthorized: false, servername: 'h' }, idleTimeout: 0, drainTimeout: 0, verifyEvery: 1, egressEndpoints: ['http://127.0.0.1/ip'] },
     { strategy: 'random', balance: 'sticky', health: {}, healthCheck: { interval: 1 }, onMismatch: 'error', failover: false, exclusive: true, verifyOnStart: true, verifyOnRotate: false },
+    { childConfig: 'route' },
+    { childConfig: 'all' },
   ];
   const bad: unknown[] = [
     [],
@@ -115,6 +117,8 @@ describe('schema and validator agree', () => {
     { healthCheck: true },
     { egressEndpoints: [] },
     { $schema: 5 },
+    { childConfig: 'both' },
+    { childConfig: true },
   ];
 
   it.each(good.map((d) => [JSON.stringify(d), d]))('accept %s', (_, doc) => {
