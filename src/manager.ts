@@ -214,7 +214,7 @@ export class SessionProxyManager extends EventEmitter<SessionProxyEvents> {
     const fallback = this.accounts.get(DEFAULT_ACCOUNT);
     this.undiciLayer = new UndiciLayer(new RoutingDispatcher(this.router, this.connections, UndiciLayer.previousDirect()));
     const undiciLayer = this.undiciLayer;
-    const children = new ChildHandoff(this.options, this.accounts, (this.options as { [REFUSAL]?: Refusal })[REFUSAL]?.ref);
+    const children = new ChildHandoff(this.options, this.accounts, this.noProxy.entries, (this.options as { [REFUSAL]?: Refusal })[REFUSAL]?.ref);
     try {
       this.layers.apply([
         ...(fallback && (this.options.env ?? true) ? [{ name: 'env', apply: () => installEnv(fallback.proxies[fallback.active], this.noProxy.entries) }] : []),

@@ -97,21 +97,30 @@ function withChildEnv(name: SpawnerName, args: unknown[], shape: 'args' | 'direc
 /** The environment of a child spawned with `given` (undefined: inherit process.env) in `account`'s scope. */
 function childEnv(given: NodeJS.ProcessEnv | undefined, account: string | undefined, deps: ChildProcessDeps, kind: ChildKind): NodeJS.ProcessEnv {
   const base = given ?? process.env;
-  const callerSetProxy = given !== undefined && PROXY_VARS.some((v) => given[v] !== undefined && given[v] !== process.env[v]);
+  const callerSetProxy = callerChoseProxy(given);
   let env: NodeJS.ProcessEnv = { ...base };
   // Configuration inherited from an earlier parent holds every password: it never travels on.
   if (env[CONFIG_JSON_ENV] !== undefined && env[CONFIG_JSON_ENV] === process.env[CONFIG_JSON_ENV]) delete env[CONFIG_JSON_ENV];
-  if (account !== undefined && !callerSetProxy) {
-    const url = deps.proxyOf(account).toEnvUrl();
-    for (const v of PROXY_VARS) env[v] = url;
-    for (const v of NAMED_PROXY_VARS) if (env[v] !== undefined) env[v] = url;
-    for (const v of ['NO_PROXY', 'no_proxy']) {
-      if (deps.noProxy.length) env[v] = deps.noProxy.join(',');
-      else delete env[v];
-    }
-  }
+  if (account !== undefined && !callerSetProxy) withRouteProxy(env, deps.proxyOf(account), deps.noProxy);
   // A caller who chose the child's proxy variables chose its routing: no preload over it.
   if (deps.extraEnv && !callerSetProxy) env = deps.extraEnv(account, env, kind);
+  return env;
+}
+
+/** Whether an `env` given for a child sets proxy variables of its own (not the ones inherited from process.env). */
+export function callerChoseProxy(given: NodeJS.ProcessEnv | undefined): boolean {
+  return given !== undefined && PROXY_VARS.some((v) => given[v] !== undefined && given[v] !== process.env[v]);
+}
+
+/** Puts an account's proxy in `env`'s proxy variables, and the explicit noProxy in NO_PROXY (the operator's does not apply in a scope). */
+export function withRouteProxy(env: NodeJS.ProcessEnv, proxy: ProxyEndpoint, noProxy: readonly string[]): NodeJS.ProcessEnv {
+  const url = proxy.toEnvUrl();
+  for (const v of PROXY_VARS) env[v] = url;
+  for (const v of NAMED_PROXY_VARS) if (env[v] !== undefined) env[v] = url;
+  for (const v of ['NO_PROXY', 'no_proxy']) {
+    if (noProxy.length) env[v] = noProxy.join(',');
+    else delete env[v];
+  }
   return env;
 }
 

@@ -7,13 +7,13 @@
  * get exactly the environment written here.
  */
 import { spawnSync } from 'node:child_process';
-import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { registerEnvFor, registerPaths } from '../../src/children/index.js';
 import { startEchoServer, startMockProxy, type EchoServer, type MockProxy } from '../../src/testing/index.js';
-import { REF, needsDist, runProbe } from './support.js';
+import { REF, needsDist, root, runProbe } from './support.js';
 
 let echo: EchoServer;
 let alice: MockProxy;
@@ -93,4 +93,19 @@ describe.skipIf(needsDist)('a pointer that cannot be followed: fail closed', () 
     const r = await runProbe(echo.httpUrl, undefined, { env });
     expect(r, r.stderr).toMatchObject({ fetchIp: '127.0.0.2', httpIp: '127.0.0.2', account: 'alice', accounts: ['alice'] });
   }, 30_000);
+
+  it.each([
+    ['returns', ''],
+    ['calls process.exit()', 'process.exit(3);'],
+    ['throws', 'throw new Error("boom");'],
+  ])('the private directory is gone once the parent %s', (_, end) => {
+    const parent = `require('session-proxy').install({ proxy: 'http://u:parent-Pw@127.0.0.1:9', noProxy: [] });
+const env = require('node:child_process').spawnSync('env', { encoding: 'utf8' }).stdout;
+console.log(/^${REF}=(.*)$/m.exec(env)[1]); ${end}`;
+    const r = spawnSync(process.execPath, ['-e', parent], { cwd: root, encoding: 'utf8', env: { PATH: process.env.PATH } });
+    const ref = r.stdout.trim();
+    expect(ref, r.stderr).toMatch(/session-proxy-[^/]+\/[0-9a-f]{32}\.json$/);
+    expect(existsSync(ref)).toBe(false);
+    expect(existsSync(join(ref, '..'))).toBe(false);
+  });
 });
