@@ -60,6 +60,24 @@ describe.skipIf(needsDist)('a child’s environment holds no other route’s pas
     expect(env[REF]).toMatch(/^\//);
   });
 
+  it('variables naming the default proxy to this library and global-agent name alice’s proxy in her scope; an inherited SESSION_PROXY_CONFIG_JSON is dropped', () => {
+    const saved = { ...process.env };
+    Object.assign(process.env, { SESSION_PROXY_URL: dflt.url, GLOBAL_AGENT_HTTP_PROXY: dflt.url, SESSION_PROXY_CONFIG_JSON: JSON.stringify({ proxy: dflt.url }) });
+    try {
+      const inside = manager.withProxy('alice', () => rawEnv(() => spawnSync('env', { encoding: 'utf8' }).stdout));
+      expect(misplacedSecrets(inside, 'alice', SECRETS).filter((m) => !/^(SESSION_PROXY_URL|GLOBAL_AGENT_HTTP_PROXY) /.test(m))).toEqual([]);
+      expect(inside.SESSION_PROXY_URL).toBe(inside.HTTP_PROXY);
+      expect(inside.GLOBAL_AGENT_HTTP_PROXY).toBe(inside.HTTP_PROXY);
+      expect(inside.SESSION_PROXY_CONFIG_JSON).toBeUndefined();
+      expect(rawEnv(() => spawnSync('env', { encoding: 'utf8' }).stdout).SESSION_PROXY_CONFIG_JSON).toBeUndefined();
+    } finally {
+      for (const k of ['SESSION_PROXY_URL', 'GLOBAL_AGENT_HTTP_PROXY', 'SESSION_PROXY_CONFIG_JSON']) {
+        if (saved[k] === undefined) delete process.env[k];
+        else process.env[k] = saved[k];
+      }
+    }
+  });
+
   it('the pointer refers to a 0600 file in a 0700 directory holding the route’s configuration only', () => {
     const outside = pointed(rawEnv(() => spawnSync('env', { encoding: 'utf8' }).stdout));
     const inside = manager.withProxy('alice', () => pointed(rawEnv(() => spawnSync('env', { encoding: 'utf8' }).stdout)));
