@@ -14,7 +14,7 @@ import { parseProxy } from './proxy/parse.js';
 import { LOOPBACK_NO_PROXY, NoProxyMatcher } from './proxy/no-proxy.js';
 import type { ProxyEndpoint, ProxyInfo } from './proxy/endpoint.js';
 import { AccountPools, DEFAULT_ACCOUNT, type AccountPool } from './routing/account-pools.js';
-import { Router } from './routing/router.js';
+import { REFUSAL, Router, type Refusal } from './routing/router.js';
 import { LeakPolicy, type LeakEvent } from './routing/leak-policy.js';
 import { AccountTunnels } from './routing/account-tunnels.js';
 import { Rotation, type MoveEvent } from './routing/rotation.js';
@@ -40,9 +40,7 @@ import { installChildProcess } from './layers/child-process.js';
 import { installDnsAudit } from './layers/dns-audit.js';
 import { installDgramLayer } from './layers/dgram.js';
 import { installWorkerThreads } from './layers/worker-threads.js';
-import { registerEnvFor, registerPaths } from './children/child-env.js';
-import { workerOptionsFor } from './children/worker.js';
-import { existsSync } from 'node:fs';
+import { ChildHandoff } from './children/handoff.js';
 import { enableDebugLoggingFromEnv } from './debug.js';
 import { askIp, directPath, probeEgress, type EgressOptions, type EgressPath, type EgressResult } from './egress/verify.js';
 import { EgressPolicy } from './egress/egress-policy.js';
@@ -211,6 +209,7 @@ export class SessionProxyManager<A extends string = string> extends EventEmitter
         return self.envNoProxy;
       },
       requireScope: options.requireScope ?? false,
+      refusal: (options as { [REFUSAL]?: Refusal })[REFUSAL]?.reason,
       tunnelSockets: options.tunnelSockets ?? true,
       leaks: this.leaks,
       opener: (account, proxy, probe) => this.tunnels.opener(account, proxy, probe),
@@ -239,6 +238,7 @@ export class SessionProxyManager<A extends string = string> extends EventEmitter
     const fallback = this.accounts.get(DEFAULT_ACCOUNT);
     this.undiciLayer = new UndiciLayer(new RoutingDispatcher(this.router, this.connections, UndiciLayer.previousDirect()));
     const undiciLayer = this.undiciLayer;
+    const children = new ChildHandoff(this.options, this.accounts, this.noProxy.entries, (this.options as { [REFUSAL]?: Refusal })[REFUSAL]?.ref);
     try {
       this.layers.apply([
         ...(fallback && (this.options.env ?? true) ? [{ name: 'env', apply: () => installEnv(fallback.proxies[fallback.active], this.noProxy.entries) }] : []),
@@ -271,21 +271,11 @@ export class SessionProxyManager<A extends string = string> extends EventEmitter
             installChildProcess({
               proxyOf: (account) => this.accounts.active(account),
               noProxy: this.noProxy.entries,
-              // A Node child runs the preload: in the same account's scope (only that account's pool travels),
-              // or, spawned outside any scope, under the whole configuration, like the parent.
-              extraEnv: (account, env) =>
-                registerEnvFor(account, this.liveOptions(), env, { active: account ? this.accounts.active(account) : undefined, optional: true, onlyAccount: account !== undefined }),
+              // A Node child runs the preload with a pointer to its route's configuration (children/handoff.ts).
+              extraEnv: (account, env, kind) => children.processEnv(account, env, kind),
             }),
         },
-        {
-          name: 'worker-threads',
-          apply: () =>
-            installWorkerThreads((account, options) => {
-              const registered = registerPaths();
-              if (!existsSync(registered.cjs)) return options; // running from sources: no built preload to run
-              return workerOptionsFor(account, options, this.liveOptions(), { active: account ? this.accounts.active(account) : undefined, onlyAccount: account !== undefined });
-            }),
-        },
+        { name: 'worker-threads', apply: () => installWorkerThreads((account, options) => children.worker(account, options)) },
         { name: 'dgram', apply: () => installDgramLayer({ router: this.router }) },
         { name: 'dns-audit', apply: () => installDnsAudit() },
       ]);
@@ -522,14 +512,6 @@ export class SessionProxyManager<A extends string = string> extends EventEmitter
       if (action.kind === 'pass') return directPath(target, signal);
       return Promise.reject(action.error);
     };
-  }
-
-  /** The options as they stand now (setAccount/removeAccount included), for children and Workers. */
-  private liveOptions(): SessionProxyOptions {
-    const accounts: Record<string, ProxySpec> = {};
-    for (const pool of this.accounts.all()) if (pool.name !== DEFAULT_ACCOUNT) accounts[pool.name] = [...pool.proxies];
-    const fallback = this.accounts.get(DEFAULT_ACCOUNT);
-    return { ...this.options, proxy: fallback ? [...fallback.proxies] : undefined, accounts };
   }
 
   private onTunnelFailure(account: string, proxy: ProxyEndpoint, error: Error): ProxyEndpoint | undefined {

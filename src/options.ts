@@ -116,4 +116,14 @@ export interface SessionProxyOptions<A extends string = string> {
    * @default 30000
    */
   drainTimeout?: number;
+  /**
+   * What configuration a child process receives (by reference: a private
+   * 0600 file its environment points to, never credentials in the
+   * environment). `route`: the pools of the route it was spawned for only —
+   * the account's inside `withProxy(account)`, the default pool outside
+   * scopes. `all`: every account's, as Workers and `cluster.fork()` workers
+   * always get (they are the app itself).
+   * @default 'route'
+   */
+  childConfig?: 'route' | 'all';
 }

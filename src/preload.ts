@@ -3,8 +3,18 @@
  * calls it). Runs once per thread, whichever build loads it first: the ESM
  * and CJS preloads may both be on a command line (a fork inherits execArgv
  * and NODE_OPTIONS gains the CJS one).
+ *
+ * Fail closed: a process handed a configuration by its parent (a pointer in
+ * SESSION_PROXY_CONFIG_REF, a Worker's environment data) that cannot use it
+ * — the file is gone because the parent exited, it is corrupt, not private,
+ * or names an account it lacks — never runs unrouted. It installs a manager
+ * that refuses every connection (LeakBlockedError naming the pointer and
+ * why; loopback included), says so in one line on stderr, and runs the app:
+ * a program that needs no network (a build, `npm --version`) still works.
+ * Its Node descendants inherit the same pointer and refuse too.
  */
 import { isMainThread } from 'node:worker_threads';
+import type { SessionProxyOptions } from './options.js';
 import { state } from './state.js';
 import { install } from './global.js';
 import { ConfigError, SessionProxyError } from './errors.js';
@@ -12,11 +22,15 @@ import { enableDebugLoggingFromEnv } from './debug.js';
 import { ACCOUNT_ENV, CONFIG_FILE_ENV, hasProxies, resolveConfig, type ResolvedConfig } from './config/load.js';
 import { kInstalledBy } from './manager.js';
 import { splitNodeOptions } from './children/child-env.js';
+import { CONFIG_REF_ENV, takeWorkerConfig } from './children/inherited.js';
+import { UNAVAILABLE } from './children/config-files.js';
+import { REFUSAL, type Refusal } from './routing/router.js';
 
 const kRegistered = Symbol.for('session-proxy.register.v1');
 
 export type PreloadResult =
   | { status: 'installed'; account: string | undefined; accounts: string[] }
+  | { status: 'refused'; reason: string }
   | { status: 'skipped'; reason: string };
 
 export interface PreloadOptions {
@@ -42,8 +56,28 @@ export function runPreload(options: PreloadOptions): PreloadResult {
 
   enableDebugLoggingFromEnv(env);
   const account = env[ACCOUNT_ENV] || undefined;
-  const resolved = resolveConfig({}, env);
-  if (!hasProxies(resolved.options)) {
+  const handed = takeWorkerConfig();
+  const ref = env[CONFIG_REF_ENV] || undefined;
+  if (handed === undefined && ref === undefined) return setUp(resolveConfig({}, env), env, account, options, warn);
+  try {
+    return setUp(resolveConfig({}, env, handed), env, account, options, warn);
+  } catch (err) {
+    if (state.installed) throw err;
+    const message = err instanceof SessionProxyError ? err.message : String(err);
+    const why = ref !== undefined && !message.includes(CONFIG_REF_ENV) ? `${message} (in the configuration ${CONFIG_REF_ENV}=${ref})` : message;
+    warn(`session-proxy/register: ${why}; every connection of this process is refused (fail closed)`);
+    const refusal: Refusal = {
+      reason: `this process's configuration could not be used, so none of its connections may leave: ${why}`,
+      ref: ref ?? `${UNAVAILABLE} the configuration handed to its parent Worker could not be used`,
+    };
+    install({ noProxy: [], strict: true, requireScope: true, env: false, [REFUSAL]: refusal } as SessionProxyOptions);
+    return { status: 'refused', reason: why };
+  }
+}
+
+function setUp(resolved: ResolvedConfig, env: NodeJS.ProcessEnv, account: string | undefined, options: PreloadOptions, warn: (line: string) => void): PreloadResult {
+  // A parent's configuration without pools still sets this process's policy (requireScope, strict): it is installed.
+  if (!hasProxies(resolved.options) && !resolved.fromParent) {
     if (account !== undefined) throw new ConfigError(`${ACCOUNT_ENV}: account "${account}" is not configured (no proxies are)`);
     warn(`session-proxy: no proxy configured (set ${CONFIG_FILE_ENV}=proxies.json, SESSION_PROXY_URL or HTTPS_PROXY); nothing installed, traffic goes direct`);
     return { status: 'skipped', reason: 'no proxy configured' };

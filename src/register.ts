@@ -5,8 +5,10 @@
  *   SESSION_PROXY_CONFIG=./proxies.json node --import session-proxy/register app.js
  *   HTTPS_PROXY=http://u:p@10.0.0.5:8080 node -r session-proxy/register app.js
  *
- * Reads loadConfig() (config file, SESSION_PROXY_URL / HTTPS_PROXY / …,
- * SESSION_PROXY_CONFIG_JSON from a parent), turns on debug logging when
+ * Reads loadConfig() (config file, SESSION_PROXY_URL / HTTPS_PROXY / …, or
+ * the configuration a parent points to in SESSION_PROXY_CONFIG_REF — a
+ * pointer that cannot be followed fails closed, see preload.ts), turns on
+ * debug logging when
  * DEBUG=session-proxy* or NODE_DEBUG=session-proxy, and with
  * SESSION_PROXY_ACCOUNT runs the whole process in that account's scope.
  * With nothing configured it prints one warning line and installs nothing.

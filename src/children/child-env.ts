@@ -1,12 +1,15 @@
 /**
  * What a Node child process (or Worker) needs to run under the same
- * configuration, in one account's scope, with no code of its own:
+ * configuration, in one account's scope, with no code of its own — and what
+ * every other program the app spawns receives too, since which child is
+ * Node cannot be told (`exec('npm run x')`, npx, shebang scripts, `sh -c`):
  *
  * - NODE_OPTIONS gains `--require <absolute path of dist/register.cjs>`
  *   (any earlier reference to the preload is replaced, so it is there once);
- * - SESSION_PROXY_CONFIG_JSON carries the parent's resolved configuration,
- *   credentials included (see serialize.ts: the environment is the only
- *   channel to a child);
+ * - SESSION_PROXY_CONFIG_REF points to a private file with the child's
+ *   configuration (child-config.ts says which part, config-files.ts where):
+ *   a pointer, no credentials. SESSION_PROXY_CONFIG_JSON is never set, and
+ *   removed when inherited;
  * - SESSION_PROXY_ACCOUNT names the account; the preload enters its scope
  *   for the whole child.
  *
@@ -25,6 +28,10 @@ import type { ProxyEndpoint } from '../proxy/endpoint.js';
 import type { SessionProxyOptions } from '../options.js';
 import { ACCOUNT_ENV, CONFIG_JSON_ENV } from '../config/load.js';
 import { serializeConfig } from '../config/serialize.js';
+import { DEFAULT_ACCOUNT } from '../routing/account-pools.js';
+import { childOptions, type ChildConfigMode } from './child-config.js';
+import { configFileFor } from './config-files.js';
+import { CONFIG_REF_ENV } from './inherited.js';
 
 declare const __filename: string | undefined;
 
@@ -158,8 +165,8 @@ export function nodeOptionsWithRegister(current: string | undefined): string {
 export interface RegisterEnvOptions {
   /** The account's active proxy in the parent, so the child starts on the same one. */
   active?: ProxyEndpoint;
-  /** Carry only this account's pool (and the default pool) to the child. @default false */
-  onlyAccount?: boolean;
+  /** `route`: only the pools of the child's route (the account's, or the default pool without one); `all`: every pool. @default 'route' */
+  childConfig?: ChildConfigMode;
   /** When the built preload cannot be found (running from sources, unbuilt), return `env` unchanged instead of throwing. @default false */
   optional?: boolean;
 }
@@ -172,13 +179,31 @@ export function installedOptions(): SessionProxyOptions {
 }
 
 /**
+ * A copy of `env` for a Node child of `account` (undefined: unscoped) whose
+ * configuration the pointer `ref` names: NODE_OPTIONS with the preload,
+ * SESSION_PROXY_CONFIG_REF, SESSION_PROXY_ACCOUNT; an inherited
+ * SESSION_PROXY_CONFIG_JSON removed. `ref` undefined: no pointer (a Worker,
+ * whose configuration travels apart). @throws ConfigError when the built preload cannot be found
+ */
+export function envWithPointer(account: string | undefined, env: NodeJS.ProcessEnv, ref: string | undefined): NodeJS.ProcessEnv {
+  const out: NodeJS.ProcessEnv = { ...env };
+  out.NODE_OPTIONS = nodeOptionsWithRegister(env.NODE_OPTIONS);
+  delete out[CONFIG_JSON_ENV];
+  if (ref === undefined) delete out[CONFIG_REF_ENV];
+  else out[CONFIG_REF_ENV] = ref;
+  if (account === undefined) delete out[ACCOUNT_ENV];
+  else out[ACCOUNT_ENV] = account;
+  return out;
+}
+
+/**
  * The environment for a Node child that should run `account`'s traffic (or,
- * with `account` undefined, the same configuration unscoped): a copy of `env`
- * with NODE_OPTIONS, SESSION_PROXY_CONFIG_JSON and SESSION_PROXY_ACCOUNT set.
- * Other variables (HTTP_PROXY…, set by the child-process layer) are kept.
+ * with `account` undefined, the default route's): a copy of `env` with
+ * NODE_OPTIONS, SESSION_PROXY_CONFIG_REF and SESSION_PROXY_ACCOUNT set. The
+ * configuration goes to a private file (removed when this process exits),
+ * never into the environment. Other variables (HTTP_PROXY…) are kept.
  *
  * @param config the configuration to carry; default: the installed manager's options
- * @throws ConfigError when the configuration is too large for the environment
  */
 export function registerEnvFor(
   account: string | undefined,
@@ -186,17 +211,17 @@ export function registerEnvFor(
   env: NodeJS.ProcessEnv = process.env,
   options: RegisterEnvOptions = {},
 ): NodeJS.ProcessEnv {
-  const out: NodeJS.ProcessEnv = { ...env };
   try {
-    out.NODE_OPTIONS = nodeOptionsWithRegister(env.NODE_OPTIONS);
+    registerPaths();
   } catch (err) {
-    if (options.optional) return out;
-    throw err;
+    if (!options.optional) throw err;
+    const out = { ...env };
+    delete out[CONFIG_JSON_ENV];
+    return out;
   }
-  out[CONFIG_JSON_ENV] = serializeConfig(config, { account, active: options.active, onlyAccount: options.onlyAccount });
-  if (account === undefined) delete out[ACCOUNT_ENV];
-  else out[ACCOUNT_ENV] = account;
-  return out;
+  const pool = account ?? DEFAULT_ACCOUNT;
+  const text = serializeConfig(childOptions(config, account, options.childConfig ?? 'route'), { active: (name) => (name === pool ? options.active : undefined) });
+  return envWithPointer(account, env, configFileFor(text));
 }
 
 /** `file://` URL of the ESM preload, for `--import`. */

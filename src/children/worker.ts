@@ -1,9 +1,13 @@
 /**
  * Worker threads have their own globals and module graph: no manager, no
- * patched globals. `workerOptionsFor(account, options)` returns Worker
- * options that run the preload in the worker (`--require` the CommonJS
- * preload, see child-env.ts for why not `--import`) with the configuration
- * and the account in the worker's `env`:
+ * patched globals. A Worker is the app itself: it gets every account's
+ * configuration (`childConfig` does not narrow it), never through its `env`.
+ * The worker-threads layer hands the text over in worker environment data
+ * (see inherited.ts); `workerOptionsFor(account, options)`, for Workers
+ * started without an installed manager, points to a private file instead
+ * (child-env.ts). Either way the worker runs the preload (`--require` the
+ * CommonJS preload, see child-env.ts for why not `--import`), in `account`'s
+ * scope when one is given:
  *
  *   new Worker(file, workerOptionsFor('alice', { workerData }))
  *
@@ -15,7 +19,7 @@
 import { SHARE_ENV, Worker, type WorkerOptions } from 'node:worker_threads';
 import { ConfigError } from '../errors.js';
 import type { SessionProxyOptions } from '../options.js';
-import { installedOptions, registerEnvFor, registerPaths, withoutRegister, type RegisterEnvOptions } from './child-env.js';
+import { envWithPointer, installedOptions, registerEnvFor, registerPaths, withoutRegister, type RegisterEnvOptions } from './child-env.js';
 
 let inheritable: string[] | undefined;
 
@@ -44,20 +48,34 @@ export function workerSafeExecArgv(): string[] {
   return [...args];
 }
 
+/**
+ * Options for a Worker that runs the preload, in `account`'s scope: the
+ * configuration in a private file the worker's env points to (every pool,
+ * unless `envOptions.childConfig` is `'route'`).
+ */
 export function workerOptionsFor(
   account: string | undefined,
   options: WorkerOptions = {},
   config: SessionProxyOptions = installedOptions(),
   envOptions: RegisterEnvOptions = {},
 ): WorkerOptions {
+  const base = workerBaseEnv(options);
+  return { ...workerPreload(options), env: registerEnvFor(account, config, base, { childConfig: 'all', ...envOptions }) };
+}
+
+/** Options for a Worker whose configuration travels apart (worker environment data): the preload, the account, no pointer. */
+export function workerPreloadOptions(account: string | undefined, options: WorkerOptions, ref?: string): WorkerOptions {
+  return { ...workerPreload(options), env: envWithPointer(account, workerBaseEnv(options), ref) };
+}
+
+function workerBaseEnv(options: WorkerOptions): NodeJS.ProcessEnv {
   if (options.env === SHARE_ENV) {
     throw new ConfigError('workerOptionsFor: env: SHARE_ENV cannot carry the account and configuration to the worker; leave env unset or pass an object');
   }
-  const base = (options.env as NodeJS.ProcessEnv | undefined) ?? process.env;
+  return (options.env as NodeJS.ProcessEnv | undefined) ?? process.env;
+}
+
+function workerPreload(options: WorkerOptions): WorkerOptions {
   const execArgv = options.execArgv ? withoutRegister(options.execArgv) : workerSafeExecArgv();
-  return {
-    ...options,
-    execArgv: [...execArgv, '--require', registerPaths().cjs],
-    env: registerEnvFor(account, config, base, envOptions),
-  };
+  return { ...options, execArgv: [...execArgv, '--require', registerPaths().cjs] };
 }

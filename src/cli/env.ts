@@ -42,7 +42,7 @@ export async function runEnv(argv: readonly string[], io: CommandIO, env: NodeJS
   if (positionals.length !== 1) throw new UsageError(positionals.length ? 'env takes one account name' : 'env needs an account name');
   const account = positionals[0]!;
   const configFile = flags.config as string | undefined;
-  if (configFile === undefined && !env.SESSION_PROXY_CONFIG && !env.SESSION_PROXY_CONFIG_JSON) throw new UsageError('env needs --config FILE (or SESSION_PROXY_CONFIG)');
+  if (configFile === undefined && !env.SESSION_PROXY_CONFIG && !env.SESSION_PROXY_CONFIG_REF && !env.SESSION_PROXY_CONFIG_JSON) throw new UsageError('env needs --config FILE (or SESSION_PROXY_CONFIG)');
   const { options } = resolveConfig(configFile === undefined ? {} : { configFile }, env);
   const accounts = options.accounts ?? {};
   // Own keys only: `env constructor` must not find an inherited function.

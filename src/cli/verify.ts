@@ -71,7 +71,7 @@ export async function runVerify(argv: readonly string[], io: CommandIO, env: Nod
   }
   if (positionals.length) throw new UsageError(`verify takes no arguments (got ${JSON.stringify(positionals[0])}); use --config FILE`);
   const configFile = flags.config as string | undefined;
-  if (configFile === undefined && !env.SESSION_PROXY_CONFIG && !env.SESSION_PROXY_CONFIG_JSON) throw new UsageError('verify needs --config FILE (or SESSION_PROXY_CONFIG)');
+  if (configFile === undefined && !env.SESSION_PROXY_CONFIG && !env.SESSION_PROXY_CONFIG_REF && !env.SESSION_PROXY_CONFIG_JSON) throw new UsageError('verify needs --config FILE (or SESSION_PROXY_CONFIG)');
   const resolved = resolveConfig(configFile === undefined ? {} : { configFile }, env);
   const options = resolved.options;
   const pools: Array<[string, ProxySpec]> = [];

@@ -5,5 +5,5 @@
  */
 export { loadConfig, resolveConfig, hasProxies, PROXY_ENV_VARS, CONFIG_FILE_ENV, CONFIG_JSON_ENV, ACCOUNT_ENV } from './load.js';
 export type { LoadConfigOptions, ResolvedConfig } from './load.js';
-export { serializeConfig, MAX_CONFIG_JSON } from './serialize.js';
+export { serializeConfig } from './serialize.js';
 export { interpolate } from './interpolate.js';

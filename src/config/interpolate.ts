@@ -8,8 +8,9 @@
  * - `$${` is a literal `${`. A `$` not followed by `{` is literal.
  * - Keys are never interpolated, only values.
  *
- * Values carried in SESSION_PROXY_CONFIG_JSON are already resolved and are not
- * interpolated again (a password may contain `${`).
+ * Values carried in a parent's configuration (SESSION_PROXY_CONFIG_REF,
+ * SESSION_PROXY_CONFIG_JSON) are already resolved and are not interpolated
+ * again (a password may contain `${`).
  */
 import { ConfigError } from '../errors.js';
 

@@ -11,9 +11,12 @@
  *      GLOBAL_AGENT_NO_PROXY (→ noProxy, loopback kept). The operator's
  *      NO_PROXY is not copied: the manager applies it outside scopes only.
  *
- * A process started by the library for an account (see child-env.ts) gets
- * the parent's resolved configuration in SESSION_PROXY_CONFIG_JSON: when it
- * is set, it replaces layers 2 and 3 (the parent already merged them).
+ * A process started by the library (see children/) gets the parent's
+ * resolved configuration by reference: SESSION_PROXY_CONFIG_REF names a
+ * private file (a Worker gets the text itself, through worker environment
+ * data). SESSION_PROXY_CONFIG_JSON, the configuration itself, is still read
+ * when set by hand. Either replaces layers 2 and 3 (the parent already
+ * merged them).
  *
  * Merging is per key; `accounts` merge per account name (a name defined in
  * code replaces the file's pool of that name). Every value is validated and
@@ -33,6 +36,7 @@ import { setOwn } from './keys.js';
 import { kindOf } from './path.js';
 import { fail } from './report.js';
 import { BOOLEAN_KEYS } from './values.js';
+import { CONFIG_REF_ENV, readConfigRef } from '../children/inherited.js';
 
 export interface LoadConfigOptions extends SessionProxyOptions {
   /** A JSON config file (relative paths resolve against the working directory). Overrides SESSION_PROXY_CONFIG. */
@@ -55,6 +59,7 @@ export const PROXY_ENV_VARS: readonly string[] = [
 export const CONFIG_FILE_ENV = 'SESSION_PROXY_CONFIG';
 export const CONFIG_JSON_ENV = 'SESSION_PROXY_CONFIG_JSON';
 export const ACCOUNT_ENV = 'SESSION_PROXY_ACCOUNT';
+export { CONFIG_REF_ENV };
 
 export interface ResolvedConfig {
   readonly options: SessionProxyOptions;
@@ -62,7 +67,7 @@ export interface ResolvedConfig {
   readonly proxySource: string | undefined;
   /** The config file read, absolute, if any. */
   readonly file: string | undefined;
-  /** Whether SESSION_PROXY_CONFIG_JSON was used. */
+  /** Whether a parent's configuration was used (SESSION_PROXY_CONFIG_REF, a Worker's, or SESSION_PROXY_CONFIG_JSON). */
   readonly fromParent: boolean;
 }
 
@@ -71,12 +76,25 @@ export function loadConfig(options: LoadConfigOptions = {}, env: NodeJS.ProcessE
   return resolveConfig(options, env).options;
 }
 
-/** loadConfig plus where things came from (for the CLI and the preload's messages). */
-export function resolveConfig(options: LoadConfigOptions = {}, env: NodeJS.ProcessEnv = process.env): ResolvedConfig {
+/**
+ * loadConfig plus where things came from (for the CLI and the preload's
+ * messages). `inherited`: the configuration text a Worker was handed (the
+ * preload passes it). @throws ConfigError, also when SESSION_PROXY_CONFIG_REF
+ * is set and cannot be followed
+ */
+export function resolveConfig(options: LoadConfigOptions = {}, env: NodeJS.ProcessEnv = process.env, inherited?: string): ResolvedConfig {
   const layers: Layer[] = [validateOptions(options, 'options', ['configFile'])];
   const explicitFile = options.configFile;
-  const json = env[CONFIG_JSON_ENV];
-  const fromParent = json !== undefined && json !== '';
+  const ref = env[CONFIG_REF_ENV];
+  const parent =
+    inherited !== undefined
+      ? { text: inherited, source: 'the configuration handed to this Worker' }
+      : ref !== undefined && ref !== ''
+        ? { text: readConfigRef(ref), source: `${CONFIG_REF_ENV} (${ref})` }
+        : env[CONFIG_JSON_ENV]
+          ? { text: env[CONFIG_JSON_ENV], source: CONFIG_JSON_ENV }
+          : undefined;
+  const fromParent = parent !== undefined;
   let file: string | undefined;
   const fileRef = explicitFile ?? (fromParent ? undefined : env[CONFIG_FILE_ENV] || undefined);
   if (fileRef !== undefined) {
@@ -88,9 +106,9 @@ export function resolveConfig(options: LoadConfigOptions = {}, env: NodeJS.Proce
     const doc = parseJsonText(text, source);
     layers.push(validateDocument(doc, { source, interpolate: true, env, baseDir: dirname(file) }));
   }
-  if (fromParent) {
-    const doc = parseJsonText(json, CONFIG_JSON_ENV);
-    layers.push(validateDocument(doc, { source: CONFIG_JSON_ENV, interpolate: false, env, baseDir: process.cwd() }));
+  if (parent) {
+    const doc = parseJsonText(parent.text, parent.source);
+    layers.push(validateDocument(doc, { source: parent.source, interpolate: false, env, baseDir: process.cwd() }));
   } else {
     layers.push(envLayer(env));
   }

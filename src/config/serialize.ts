@@ -1,10 +1,8 @@
 /**
- * The resolved configuration as JSON, in the config-file format, for
- * SESSION_PROXY_CONFIG_JSON. It carries passwords: the environment is the
- * only channel from a parent process to its child (or Worker) that exists
- * before the child's first line of code runs. The variable is readable by
- * the child and by the same OS user (/proc/<pid>/environ), which is no more
- * than HTTP_PROXY already exposes.
+ * The resolved configuration as JSON, in the config-file format: what a
+ * child process or Worker is handed (children/child-config.ts decides which
+ * part — its route's pools, or all of them; children/config-files.ts where
+ * it goes — a private file, never the environment). It carries passwords.
  *
  * Only what the file format can express is carried: proxies (URL, user,
  * password, label, connect timeout, TLS ca/rejectUnauthorized/servername),
@@ -12,57 +10,44 @@
  * servername) and the JSON-able pass-through options. Functions and other
  * TLS options (client certificates) are not.
  */
-import { ConfigError } from '../errors.js';
 import { parseProxy } from '../proxy/parse.js';
 import { DEFAULT_CONNECT_TIMEOUT, hostForUrl, type ProxyEndpoint, type ProxyTlsOptions } from '../proxy/endpoint.js';
 import type { ProxySpec, SessionProxyOptions } from '../options.js';
 import { forbiddenKey, isForbiddenKey, own, setOwn } from './keys.js';
 import { keyPath } from './path.js';
 import { BOOLEAN_KEYS, PASS_THROUGH, accepts } from './values.js';
-
-/** Above this, only the child's own account is carried (Linux caps one env string at 128 KiB). */
-export const MAX_CONFIG_JSON = 100_000;
+import { RESERVED_ACCOUNT } from './document.js';
 
 export interface SerializeOptions {
-  /** The account the child runs as: its pool is reordered so `active` comes first. */
-  account?: string;
-  /** That account's active proxy in the parent (after rotations/failover). */
-  active?: ProxyEndpoint;
-  /** Carry only `account`'s pool (and the default pool), not every account. @default false, unless too large */
-  onlyAccount?: boolean;
+  /**
+   * The active proxy of a pool in the parent (after rotations/failover;
+   * `default` names the default pool): that pool is written from it on, so
+   * the child starts where the parent is.
+   */
+  active?: (pool: string) => ProxyEndpoint | undefined;
 }
 
 type Json = string | number | boolean | null | Json[] | { [k: string]: Json };
 
 export function serializeConfig(options: SessionProxyOptions, o: SerializeOptions = {}): string {
-  const text = JSON.stringify(toDocument(options, o));
-  if (text.length <= MAX_CONFIG_JSON) return text;
-  if (o.account !== undefined && !o.onlyAccount) {
-    const smaller = JSON.stringify(toDocument(options, { ...o, onlyAccount: true }));
-    if (smaller.length <= MAX_CONFIG_JSON) return smaller;
-  }
-  throw new ConfigError(
-    `the configuration is too large to pass to a child process in SESSION_PROXY_CONFIG_JSON (${text.length} characters, at most ${MAX_CONFIG_JSON}); give the child its own config file (SESSION_PROXY_CONFIG) instead`,
-  );
+  return JSON.stringify(toDocument(options, o));
 }
 
 export function toDocument(options: SessionProxyOptions, o: SerializeOptions = {}): Record<string, Json> {
   // Own reads only, own properties out: nothing inherited is configuration, and no account name
   // may become a prototype (the child would not find its account and stop at start-up).
   const get = (key: string): unknown => own(options, key);
-  if (o.account !== undefined && isForbiddenKey(o.account)) throw forbiddenKey(keyPath('accounts', o.account), o.account);
   const defaultProtocol = get('defaultProtocol') as SessionProxyOptions['defaultProtocol'];
   const parse = { defaultProtocol };
   const doc: Record<string, Json> = {};
   const proxy = get('proxy') as ProxySpec | undefined;
-  if (proxy !== undefined) doc.proxy = pool(proxy, parse);
+  if (proxy !== undefined) doc.proxy = pool(proxy, parse, o.active?.(RESERVED_ACCOUNT));
   const accountSpecs = get('accounts') as SessionProxyOptions['accounts'];
   if (accountSpecs) {
     const accounts: Record<string, Json> = {};
     for (const [name, spec] of Object.entries(accountSpecs)) {
       if (isForbiddenKey(name)) throw forbiddenKey(keyPath('accounts', name), name);
-      if (o.onlyAccount && name !== o.account) continue;
-      setOwn(accounts, name, pool(spec, parse, name === o.account ? o.active : undefined));
+      setOwn(accounts, name, pool(spec, parse, o.active?.(name)));
     }
     if (Object.keys(accounts).length) doc.accounts = accounts;
   }

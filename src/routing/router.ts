@@ -34,6 +34,17 @@ import type { TunnelOpener } from './account-tunnels.js';
 import { channels, publish } from '../diagnostics.js';
 import { invalidTarget, printableAuthority } from '../tunnel/validate-target.js';
 
+/**
+ * Internal option of a manager that refuses everything (a process whose
+ * inherited configuration could not be used, see preload.ts): why, said in
+ * every refusal, and the unusable pointer its children inherit.
+ */
+export const REFUSAL = Symbol.for('session-proxy.refusal.v1');
+export interface Refusal {
+  readonly reason: string;
+  readonly ref: string;
+}
+
 export interface RouterOptions {
   readonly pools: AccountPools;
   /** Explicit `noProxy` (or the loopback default): applies inside and outside scopes. */
@@ -41,6 +52,8 @@ export interface RouterOptions {
   /** The operator's NO_PROXY as it was before install: applies outside scopes only. */
   readonly envNoProxy: NoProxyMatcher;
   readonly requireScope: boolean;
+  /** What a requireScope refusal says, when not the default. */
+  readonly refusal?: string;
   /** Tunnel socket-level connections (false: they are leaks). */
   readonly tunnelSockets: boolean;
   readonly leaks: LeakPolicy;
@@ -99,7 +112,7 @@ export class Router {
       return this.leak(target, layer, account, route, `connection to ${whose} ${foreign.proxy} (a client dialing a proxy itself, e.g. one read from HTTP(S)_PROXY or an http.Agent with proxyEnv / NODE_USE_ENV_PROXY)`);
     }
     if (owner === undefined) {
-      if (this.o.requireScope) return this.leak(target, layer, account, route, 'traffic outside any withProxy scope is refused (requireScope: true)');
+      if (this.o.requireScope) return this.leak(target, layer, account, route, this.o.refusal ?? 'traffic outside any withProxy scope is refused (requireScope: true)');
       return this.report(target, layer, account, { kind: 'pass', route }, 'unscoped');
     }
     // A target no handshake can carry as it is (CR/LF, a NUL, a space…) is refused here, before

@@ -4,12 +4,12 @@
  * path and never print a password, and the serialized configuration a child
  * process receives.
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { loadConfig, resolveConfig } from '../../src/config/load.js';
-import { serializeConfig, MAX_CONFIG_JSON } from '../../src/config/serialize.js';
+import { serializeConfig } from '../../src/config/serialize.js';
 import { nodeOptionsWithRegister, registerEnvFor, registerPaths, splitNodeOptions } from '../../src/children/child-env.js';
 import { ConfigError } from '../../src/errors.js';
 import { isProxyEndpoint, type ProxyEndpoint } from '../../src/proxy/endpoint.js';
@@ -282,27 +282,34 @@ describe('SESSION_PROXY_CONFIG_JSON (a parent process’s configuration)', () =>
     expect(isProxyEndpoint(alice[0])).toBe(true);
   });
 
-  it('puts the account’s active proxy first, and drops other accounts when too large', () => {
+  it('puts each pool’s active proxy first, and has no size cap (it goes to a file, not the environment)', () => {
     const active = parseProxy(options.accounts.alice[1]!);
-    const doc = JSON.parse(serializeConfig(options as never, { account: 'alice', active }));
+    const doc = JSON.parse(serializeConfig(options as never, { active: (pool) => (pool === 'alice' ? active : undefined) }));
     expect(doc.accounts.alice[0].url).toBe('https://10.0.0.3:443');
     const many = { accounts: { alice: 'http://10.0.0.2:1', big: Array.from({ length: 5000 }, (_, i) => `http://u:${SECRET}@10.${i >> 8}.${i & 255}.1:8080`) } };
-    const small = JSON.parse(serializeConfig(many, { account: 'alice' }));
-    expect(Object.keys(small.accounts)).toEqual(['alice']);
-    expect(() => serializeConfig(many, { account: 'big' })).toThrow(new RegExp(`at most ${MAX_CONFIG_JSON}`));
+    expect(JSON.parse(serializeConfig(many)).accounts.big).toHaveLength(5000);
   });
 
-  it('registerEnvFor sets NODE_OPTIONS (once), the account and the configuration', () => {
+  it('registerEnvFor sets NODE_OPTIONS (once), the account and a pointer to the route’s configuration', () => {
     const { cjs } = registerPaths();
-    const env = registerEnvFor('alice', options as never, { NODE_OPTIONS: '--enable-source-maps', KEEP: '1' });
+    const env = registerEnvFor('alice', options as never, { NODE_OPTIONS: '--enable-source-maps', KEEP: '1', SESSION_PROXY_CONFIG_JSON: '{}' });
     expect(env.KEEP).toBe('1');
     expect(env.SESSION_PROXY_ACCOUNT).toBe('alice');
+    expect(env.SESSION_PROXY_CONFIG_JSON).toBeUndefined();
     expect(splitNodeOptions(env.NODE_OPTIONS!)).toEqual(['--enable-source-maps', '--require', cjs]);
     const again = registerEnvFor('bob', options as never, env);
     expect(splitNodeOptions(again.NODE_OPTIONS!)).toEqual(['--enable-source-maps', '--require', cjs]);
     expect(again.SESSION_PROXY_ACCOUNT).toBe('bob');
     expect(registerEnvFor(undefined, options as never, again).SESSION_PROXY_ACCOUNT).toBeUndefined();
-    expect(JSON.parse(env.SESSION_PROXY_CONFIG_JSON!).accounts.alice[0]).toMatchObject({ password: SECRET });
+    expect(Object.values(env).join('\n')).not.toContain(SECRET);
+    const doc = JSON.parse(readFileSync(env.SESSION_PROXY_CONFIG_REF!, 'utf8'));
+    expect(Object.keys(doc.accounts)).toEqual(['alice']);
+    expect(doc.proxy).toBeUndefined();
+    expect(doc.requireScope).toBe(true);
+    expect(doc.accounts.alice[0]).toMatchObject({ password: SECRET });
+    const all = JSON.parse(readFileSync(registerEnvFor('alice', options as never, {}, { childConfig: 'all' }).SESSION_PROXY_CONFIG_REF!, 'utf8'));
+    expect(Object.keys(all.accounts)).toEqual(['alice', 'bob']);
+    expect(all.proxy).toBe('http://10.0.0.1:1');
   });
 
   it('NODE_OPTIONS: other references to the preload are replaced; paths with spaces are quoted', () => {

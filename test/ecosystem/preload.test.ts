@@ -141,20 +141,23 @@ describe.skipIf(needsDist)('node --import / -r session-proxy/register', () => {
 describe.skipIf(needsDist)('registerEnvFor / workerOptionsFor: children and Workers of a scope', () => {
   const options = () => ({ accounts: { alice: `http://alice:${PASSWORD}@127.0.0.1:${alice.port}`, bob: bob.urlFor('socks5') }, noProxy: [] });
 
-  it('a plain `node app` child with registerEnvFor(account) runs in that account’s scope', async () => {
+  it('a plain `node app` child with registerEnvFor(account) runs in that account’s scope, knowing only that account', async () => {
     for (const [account, ip] of [['alice', '127.0.0.2'], ['bob', '127.0.0.3']] as const) {
       const env = registerEnvFor(account, options(), cleanEnv({ NODE_OPTIONS: '--no-warnings' }));
       const r = await run([app, echo.httpUrl], { env });
       expect(r.code, r.stderr).toBe(0);
-      expect(lastJson(r)).toMatchObject({ fetchIp: ip, httpIp: ip, account, accounts: ['alice', 'bob'], env: { account } });
+      expect(lastJson(r)).toMatchObject({ fetchIp: ip, httpIp: ip, account, accounts: [account], env: { account } });
     }
+    const all = registerEnvFor('alice', options(), cleanEnv(), { childConfig: 'all' });
+    const r = await run([app, echo.httpUrl], { env: all });
+    expect(lastJson(r)).toMatchObject({ fetchIp: '127.0.0.2', account: 'alice', accounts: ['alice', 'bob'] });
   });
 
-  it('registerEnvFor(undefined) carries the configuration without a scope', async () => {
+  it('registerEnvFor(undefined) carries the default route’s configuration, without a scope', async () => {
     const env = registerEnvFor(undefined, { ...options(), proxy: fallback.url }, cleanEnv());
     const r = await run([app, echo.httpUrl], { env });
     expect(r.code, r.stderr).toBe(0);
-    expect(lastJson(r)).toMatchObject({ fetchIp: '127.0.0.4', account: null, accounts: ['default', 'alice', 'bob'] });
+    expect(lastJson(r)).toMatchObject({ fetchIp: '127.0.0.4', account: null, accounts: ['default'] });
   });
 
   it('a child started with its own --import of the preload still runs it once', async () => {

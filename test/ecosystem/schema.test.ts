@@ -78,6 +78,8 @@ describe('schema and validator agree', () => {
     { requestTls: { ca: ['x'], rejectUnauthorized: false, servername: 'h' }, idleTimeout: 0, drainTimeout: 0, verifyEvery: 1, egressEndpoints: ['http://127.0.0.1/ip'] },
     { strategy: 'random', balance: 'sticky', health: {}, healthCheck: { interval: 1 }, onMismatch: 'error', failover: false, exclusive: true, verifyOnStart: true, verifyOnRotate: false },
     { strategy: 'healthiest', balance: 'per-connection', onMismatch: 'quarantine', health: { threshold: 2, windowMs: 1, cooldownMs: 0, maxCooldownMs: 0 }, healthCheck: { interval: 1, timeout: 1, url: 'https://example.com/' } },
+    { childConfig: 'route' },
+    { childConfig: 'all' },
   ];
   const bad: unknown[] = [
     [],
@@ -133,6 +135,8 @@ describe('schema and validator agree', () => {
     { accounts: { prototype: 'http://10.0.0.1:1' } },
     { health: { constructor: 1 } },
     JSON.parse('{"proxy": {"url": "http://10.0.0.1:1", "__proto__": {}}}'),
+    { childConfig: 'both' },
+    { childConfig: true },
   ];
 
   it.each(good.map((d) => [JSON.stringify(d), d]))('accept %s', (_, doc) => {
