@@ -3,9 +3,16 @@ import type { ProxyInput, ProxyProtocol } from './proxy/endpoint.js';
 import type { RotationStrategy } from './routing/strategies.js';
 import type { HealthOptions } from './health/proxy-health.js';
 import type { HealthCheckOptions } from './health/health-registry.js';
+import type { GatewayDefinition, GatewayInput } from './gateways/definition.js';
+
+/**
+ * One pool entry: a proxy, or a rotating gateway (`{ url, gateway: 'brightdata', country, lifetime }`):
+ * one vendor URL on which each account gets a session (an IP) of its own.
+ */
+export type PoolEntryInput = ProxyInput | GatewayInput | GatewayDefinition;
 
 /** One proxy, or a pool of them (the first is active; rotate() and failover move on). */
-export type ProxySpec = ProxyInput | readonly ProxyInput[];
+export type ProxySpec = PoolEntryInput | readonly PoolEntryInput[];
 
 export interface SessionProxyOptions {
   /**

@@ -95,6 +95,8 @@ const FILE_KEYS = [
 ];
 
 const PROXY_OBJECT_KEYS = ['url', 'username', 'password', 'label', 'connectTimeout', 'tls'];
+/** A rotating gateway's keys (src/gateways/definition.ts checks their values when the pool is parsed). */
+const GATEWAY_OBJECT_KEYS = ['gateway', 'template', 'country', 'city', 'session', 'lifetime', 'sessionId'];
 const TLS_KEYS = ['ca', 'caFile', 'rejectUnauthorized', 'servername'];
 const ACCOUNT_OBJECT_KEYS = ['proxies', 'proxyList'];
 
@@ -251,8 +253,9 @@ function fileProxy(entry: unknown, path: string, ctx: DocumentContext): ProxyRef
     return { input: entry, path };
   }
   if (!isPlainObject(entry)) throw fail(path, `expected ${PROXY_EXPECTED}, got ${kindOf(entry)}`, ctx.source);
+  const known = [...PROXY_OBJECT_KEYS, ...GATEWAY_OBJECT_KEYS];
   for (const key of Object.keys(entry)) {
-    if (!PROXY_OBJECT_KEYS.includes(key)) throw fail(keyPath(path, key), `unknown key${suggest(key, PROXY_OBJECT_KEYS)} (a proxy object has ${PROXY_OBJECT_KEYS.join(', ')})`, ctx.source);
+    if (!known.includes(key)) throw fail(keyPath(path, key), `unknown key${suggest(key, known)} (a proxy object has ${PROXY_OBJECT_KEYS.join(', ')}; a gateway also ${GATEWAY_OBJECT_KEYS.join(', ')})`, ctx.source);
   }
   if (typeof entry.url !== 'string' || entry.url.trim() === '') {
     const got = entry.url === undefined ? 'nothing' : typeof entry.url === 'string' ? 'an empty string' : kindOf(entry.url);
@@ -269,6 +272,7 @@ function fileProxy(entry: unknown, path: string, ctx: DocumentContext): ProxyRef
     out.connectTimeout = t;
   }
   if (entry.tls !== undefined) out.tls = fileTls(entry.tls, keyPath(path, 'tls'), ctx);
+  for (const key of GATEWAY_OBJECT_KEYS) if (entry[key] !== undefined) out[key] = entry[key];
   return { input: out, path };
 }
 
