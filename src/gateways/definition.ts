@@ -303,10 +303,7 @@ export class GatewayDefinition {
   }
 
   #lifetimeFromVendor(text: string): number {
-    const r = this.#lifetimeRule;
-    if (!r) return parseDuration(`${text}s`, 'lifetime');
-    if (r.unit === 'one-unit') return parseDuration(text, 'lifetime');
-    return Number(text) * unitMs(r.unit);
+    return lifetimeFromVendor(this.#lifetimeRule, text);
   }
 }
 
@@ -363,4 +360,24 @@ function normalizeCity(v: unknown, style: 'squash' | 'underscore' | 'plus', path
   const joined = style === 'underscore' ? trimmed.replace(/\s+/g, '_') : trimmed.toLowerCase().replace(/\s+/g, style === 'plus' ? '+' : '');
   if (!/^[a-z0-9_+]+$/i.test(joined)) throw new ConfigError(`${path}: a city name has letters, digits and spaces only, got ${v.length <= 40 ? JSON.stringify(v) : 'a long string'}`);
   return joined;
+}
+
+/**
+ * A grammar on its own, as a gateway reads credentials (the mock gateway):
+ * which half carries the parameters, and what a lifetime parameter means in ms.
+ * @throws ConfigError for an unknown preset or an invalid template
+ */
+export function gatewayGrammar(vendor: GatewayPresetName | GatewayTemplateInput): { grammar: Grammar; carrier: 'username' | 'password'; title: string; prefix: string | undefined; lifetimeMs: (text: string) => number } {
+  if (typeof vendor === 'string') {
+    if (!isGatewayPresetName(vendor)) throw new ConfigError(`unknown gateway ${JSON.stringify(vendor)} (known: ${GATEWAY_PRESET_NAMES.join(', ')})`);
+    const p = GATEWAY_PRESETS[vendor];
+    return { grammar: Grammar.parse(p.format, p.patterns), carrier: p.in, title: p.title, prefix: p.prefix, lifetimeMs: (text) => lifetimeFromVendor(p.lifetime, text) };
+  }
+  const t = checkTemplate(vendor, 'template');
+  return { grammar: t.grammar, carrier: t.in, title: 'template gateway', prefix: undefined, lifetimeMs: (text) => lifetimeFromVendor(t.lifetime, text) };
+}
+
+function lifetimeFromVendor(rule: LifetimeRule | undefined, text: string): number {
+  if (!rule || rule.unit === 'one-unit') return parseDuration(/^\d+$/.test(text) ? `${text}s` : text, 'lifetime');
+  return Number(text) * unitMs(rule.unit);
 }
