@@ -8,8 +8,10 @@
 import { EventEmitter } from 'node:events';
 import { inspect } from 'node:util';
 import { state } from './state.js';
-import { AlreadyInstalledError, ConfigError, EgressLeakError, EgressMismatchError, NotInstalledError } from './errors.js';
-import { parseProxy } from './proxy/parse.js';
+import { AlreadyInstalledError, ConfigError, EgressLeakError, EgressMismatchError, NotInstalledError, ProxyAuthError, ProxyConnectError } from './errors.js';
+import { parsePoolEntry } from './gateways/entry.js';
+import { isGatewayDefinition } from './gateways/definition.js';
+import { GatewaySessions, MemorySessionStore } from './gateways/sessions.js';
 import { LOOPBACK_NO_PROXY, NoProxyMatcher } from './proxy/no-proxy.js';
 import type { ProxyEndpoint, ProxyInfo } from './proxy/endpoint.js';
 import { AccountPools, DEFAULT_ACCOUNT, type AccountPool } from './routing/account-pools.js';
@@ -123,11 +125,17 @@ export class SessionProxyManager extends EventEmitter<SessionProxyEvents> {
   /** Socket-level tunnels by account, for rotate() to drain or cut. */
   private readonly socketTunnels = new SocketTunnelRegistry();
   private readonly drain: ConnectionDrain;
+  /** Each account's session on each rotating gateway of its pool. */
+  private readonly sessions: GatewaySessions;
 
   constructor(options: SessionProxyOptions = {}) {
     super();
     Object.defineProperty(this, kManager, { value: true });
     this.options = Object.freeze({ ...options });
+    this.sessions = new GatewaySessions(options.sessionStore ?? new MemorySessionStore(), {
+      // Shortly before the vendor ends a session: a new one, drained like a rotation.
+      expiring: (account, endpoint) => void this.rotation.renewSession(account, 'lifetime', false, endpoint),
+    });
     if (options.strategy !== undefined && !ROTATION_STRATEGIES.includes(options.strategy)) {
       throw new ConfigError(`strategy must be one of ${ROTATION_STRATEGIES.join(', ')}, got ${JSON.stringify(options.strategy)}`);
     }
@@ -160,15 +168,16 @@ export class SessionProxyManager extends EventEmitter<SessionProxyEvents> {
           this.emit('rotate', event);
           if (this.options.verifyOnRotate) void this.egress.require(event.account).catch(() => undefined);
         },
+        renew: (from) => this.sessions.renew(from),
       },
     );
     this.noProxy = new NoProxyMatcher(options.noProxy ?? LOOPBACK_NO_PROXY);
     this.health = new HealthRegistry(options.health ?? {}, options.healthCheck ?? {}, {
       down: (proxy, h) => {
-        this.emitHealth('proxyDown', 'proxy-down', { proxy: proxy.info(), accounts: this.accounts.holders(proxy.identityKey), error: h.lastError, nextProbeAt: h.cooldownUntil });
+        this.emitHealth('proxyDown', 'proxy-down', { proxy: proxy.info(), accounts: this.accounts.healthHolders(proxy.healthKey), error: h.lastError, nextProbeAt: h.cooldownUntil });
         this.rotation.failover(proxy);
       },
-      up: (proxy, h) => this.emitHealth('proxyUp', 'proxy-up', { proxy: proxy.info(), accounts: this.accounts.holders(proxy.identityKey), latencyMs: h.lastLatencyMs }),
+      up: (proxy, h) => this.emitHealth('proxyUp', 'proxy-up', { proxy: proxy.info(), accounts: this.accounts.healthHolders(proxy.healthKey), latencyMs: h.lastLatencyMs }),
     });
     this.egress = new EgressPolicy(options, (account) => this.verifyEgress(account));
     this.tunnels = new AccountTunnels({
@@ -178,6 +187,7 @@ export class SessionProxyManager extends EventEmitter<SessionProxyEvents> {
         this.traffic.tunnel(account, proxy.identityKey, socket, latencyMs);
       },
       failed: (account, proxy, error) => this.onTunnelFailure(account, proxy, error),
+      via: (proxy) => this.sessions.perConnection(proxy),
     });
     this.connections = new ConnectionPools((account, proxy) => this.tunnels.opener(account, proxy), options.requestTls, drainTimeout);
     this.leaks = new LeakPolicy(options.strict ?? true, (event) => this.emit('leak', event));
@@ -265,6 +275,7 @@ export class SessionProxyManager extends EventEmitter<SessionProxyEvents> {
     state.installed = this;
     enableDebugLoggingFromEnv();
     this.health.startPeriodic(() => this.allProxies());
+    this.sessions.start();
     this.egress.start(() => this.accounts.names());
     const idle = this.options.idleTimeout ?? 300_000;
     this.idleSweep = setInterval(() => this.connections.evictIdle(idle), Math.max(250, Math.floor(idle / 2)));
@@ -281,6 +292,7 @@ export class SessionProxyManager extends EventEmitter<SessionProxyEvents> {
     clearInterval(this.idleSweep);
     this.health.close();
     this.egress.close();
+    this.sessions.stop();
     await this.connections.retireAll();
     // No scope is needed any more; on Node 20/22 this also turns off the promise hooks the store uses.
     state.scopes.disable();
@@ -330,6 +342,7 @@ export class SessionProxyManager extends EventEmitter<SessionProxyEvents> {
     if (this.exclusive) {
       const free = pool.proxies.findIndex((p) => this.accounts.holders(p.identityKey).every((h) => h === account));
       if (free === -1) {
+        for (const p of pool.proxies) if (!previous?.proxies.includes(p)) this.sessions.retire(p);
         if (previous) this.accounts.set(account, previous.proxies).active = previous.active;
         else this.accounts.delete(account);
         const holders = [...new Set(pool.proxies.flatMap((p) => this.accounts.holders(p.identityKey)))].map((n) => `"${n}"`).join(', ');
@@ -337,14 +350,18 @@ export class SessionProxyManager extends EventEmitter<SessionProxyEvents> {
       }
       pool.active = free;
     }
-    if (previous) this.connections.retire(account);
+    if (previous) {
+      for (const p of previous.proxies) if (!pool.proxies.includes(p)) this.sessions.retire(p);
+      this.connections.retire(account);
+    }
     return this;
   }
 
   /** Removes an account and closes its pools. */
   async removeAccount(account: string): Promise<void> {
-    this.accounts.require(account);
+    const pool = this.accounts.require(account);
     this.accounts.delete(account);
+    for (const p of pool.proxies) this.sessions.retire(p);
     this.egress.forget(account);
     this.traffic.forget(account);
     this.connections.retire(account);
@@ -353,7 +370,8 @@ export class SessionProxyManager extends EventEmitter<SessionProxyEvents> {
   /**
    * Moves `account` to the next proxy of its pool (per `strategy`, skipping
    * proxies that are down or held by another account); returns the new
-   * ProxyInfo. From then on no new request of the account leaves through the
+   * ProxyInfo. On a rotating gateway it mints a new session instead (the
+   * gateway picks a new IP): the ProxyInfo shows the new session id. From then on no new request of the account leaves through the
    * old proxy: its connections there are drained on every layer — idle ones
    * close at once, busy ones when their request or stream completes (cut
    * after `drainTimeout`); their clients reconnect through the new proxy.
@@ -468,7 +486,15 @@ export class SessionProxyManager extends EventEmitter<SessionProxyEvents> {
 
   private onTunnelFailure(account: string, proxy: ProxyEndpoint, error: Error): ProxyEndpoint | undefined {
     this.traffic.failure(account, proxy.identityKey);
-    this.health.fail(proxy, error);
+    const answered = error instanceof ProxyConnectError && error.status !== undefined && !(error instanceof ProxyAuthError);
+    if (proxy.gateway && answered) {
+      // The gateway answered, so it works: this session's exit failed. Failover by minting a new session
+      // (a per-connection gateway's next connection has a fresh one anyway), not by leaving the gateway.
+      this.rotation.renewSession(account, 'session-failed', false, proxy);
+    } else {
+      // Refused or timed out: the proxy — for a gateway, the gateway host, all its sessions — is failing.
+      this.health.fail(proxy, error);
+    }
     return this.accounts.get(account) ? this.accounts.active(account) : undefined;
   }
 
@@ -486,12 +512,13 @@ export class SessionProxyManager extends EventEmitter<SessionProxyEvents> {
     this.emit('egress', event);
   }
 
+  /** One endpoint per health key: a gateway is probed once, not once per session. */
   private *allProxies(): Iterable<ProxyEndpoint> {
     const seen = new Set<string>();
     for (const pool of this.accounts.all()) {
       for (const p of pool.proxies) {
-        if (seen.has(p.identityKey)) continue;
-        seen.add(p.identityKey);
+        if (seen.has(p.healthKey)) continue;
+        seen.add(p.healthKey);
         yield p;
       }
     }
@@ -506,9 +533,14 @@ export class SessionProxyManager extends EventEmitter<SessionProxyEvents> {
     return this.accounts.set(account, this.parsePool(account, spec));
   }
 
+  /** Proxies as they are; each gateway entry becomes the account's own session on it. */
   private parsePool(account: string, spec: ProxySpec): ProxyEndpoint[] {
     const list = Array.isArray(spec) ? spec : [spec];
     if (list.length === 0) throw new ConfigError(`account "${account}" has an empty proxy pool`);
-    return list.map((input) => parseProxy(input, { defaultProtocol: this.options?.defaultProtocol }));
+    const at = account === DEFAULT_ACCOUNT ? 'proxy' : `accounts.${account}`;
+    return list.map((input, i) => {
+      const entry = parsePoolEntry(input, { defaultProtocol: this.options?.defaultProtocol, path: Array.isArray(spec) ? `${at}[${i}]` : at });
+      return isGatewayDefinition(entry) ? this.sessions.open(account, entry) : entry;
+    });
   }
 }

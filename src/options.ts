@@ -4,6 +4,7 @@ import type { RotationStrategy } from './routing/strategies.js';
 import type { HealthOptions } from './health/proxy-health.js';
 import type { HealthCheckOptions } from './health/health-registry.js';
 import type { GatewayDefinition, GatewayInput } from './gateways/definition.js';
+import type { SessionStore } from './gateways/sessions.js';
 
 /**
  * One pool entry: a proxy, or a rotating gateway (`{ url, gateway: 'brightdata', country, lifetime }`):
@@ -122,4 +123,10 @@ export interface SessionProxyOptions {
    * @default 30000
    */
   drainTimeout?: number;
+  /**
+   * Where each account's session on a rotating gateway is kept (id and when it was minted, never a
+   * password): a store shared by several processes lets an account keep its IP across them.
+   * @default in memory
+   */
+  sessionStore?: SessionStore;
 }

@@ -213,6 +213,11 @@ export class GatewayDefinition {
     return this.#in;
   }
 
+  /** Whether the credentials can carry a session id (Webshare's rotating endpoint cannot). */
+  get hasSessions(): boolean {
+    return !!this.#sessionRule && this.#grammar.fields.includes('session');
+  }
+
   /** A new session id, as the vendor wants it. */
   mint(): string {
     const rule = this.#sessionRule;
