@@ -1,6 +1,6 @@
 export { SessionProxyManager } from './manager.js';
 export type { MoveReason } from './routing/rotation.js';
-export type { RotateOptions, RotateEvent, SessionProxyEvents, EgressEvent, ProxyHealthEvent, VerifyRow } from './manager.js';
+export type { RotateOptions, RotateEvent, SessionProxyEvents, EgressEvent, ProxyHealthEvent, VerifyRow, VerifyEgressOptions } from './manager.js';
 export type { ManagerStats, ProxyStats, AccountStats } from './health/stats.js';
 export type { RotationStrategy } from './routing/strategies.js';
 export type { SessionProxyOptions, ProxySpec, PoolEntryInput } from './options.js';
@@ -18,6 +18,7 @@ export { MemorySessionStore } from './gateways/sessions.js';
 export type { SessionStore, StoredSession } from './gateways/sessions.js';
 export { DEFAULT_EGRESS_ENDPOINTS } from './egress/verify.js';
 export type { EgressOptions, EgressResult } from './egress/verify.js';
+export type { EgressChangeEvent, WatchEgressConfig, WatchEgressOptions, WatchStats, WatchAction } from './egress/watch.js';
 export type { LeakEvent } from './routing/leak-policy.js';
 export { channels } from './diagnostics.js';
 export {
@@ -34,6 +35,7 @@ export {
   LeakBlockedError,
   EgressMismatchError,
   EgressLeakError,
+  EgressChangedError,
   findSessionProxyError,
 } from './errors.js';
 export { loadConfig, resolveConfig } from './config/index.js';

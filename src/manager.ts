@@ -8,7 +8,7 @@
 import { EventEmitter } from 'node:events';
 import { inspect } from 'node:util';
 import { state } from './state.js';
-import { AlreadyInstalledError, ConfigError, EgressLeakError, EgressMismatchError, NotInstalledError, ProxyAuthError, ProxyConnectError } from './errors.js';
+import { AlreadyInstalledError, ConfigError, EgressChangedError, EgressLeakError, EgressMismatchError, NotInstalledError, ProxyAuthError, ProxyConnectError } from './errors.js';
 import { parsePoolEntry } from './gateways/entry.js';
 import { isGatewayDefinition } from './gateways/definition.js';
 import { GatewaySessions, MemorySessionStore } from './gateways/sessions.js';
@@ -44,7 +44,9 @@ import { registerEnvFor, registerPaths } from './children/child-env.js';
 import { workerOptionsFor } from './children/worker.js';
 import { existsSync } from 'node:fs';
 import { enableDebugLoggingFromEnv } from './debug.js';
-import { askIp, directPath, probeEgress, type EgressOptions, type EgressPath, type EgressResult } from './egress/verify.js';
+import { askIp, DEFAULT_EGRESS_ENDPOINTS, directPath, probeEgress, type EgressOptions, type EgressPath, type EgressResult } from './egress/verify.js';
+import { EgressWatch, checkWatchOptions, type EgressChangeEvent, type WatchStats } from './egress/watch.js';
+import type { Socket } from 'node:net';
 import { EgressPolicy } from './egress/egress-policy.js';
 import { publish } from './diagnostics.js';
 import type { ProxySpec, SessionProxyOptions } from './options.js';
@@ -91,10 +93,18 @@ export interface VerifyRow {
   readonly sameIpAs: string[];
 }
 
+export interface VerifyEgressOptions extends EgressOptions {
+  /** Fail with EgressLeakError when the egress equals this host's direct one. */
+  compareDirect?: boolean;
+  /** Take the IP seen as the account's new normal: lifts the egress watch's quarantine. */
+  accept?: boolean;
+}
+
 export interface SessionProxyEvents {
   leak: [LeakEvent];
   rotate: [RotateEvent];
   egress: [EgressEvent];
+  'egress-change': [EgressChangeEvent];
   'proxy-down': [ProxyHealthEvent];
   'proxy-up': [ProxyHealthEvent];
 }
@@ -127,6 +137,7 @@ export class SessionProxyManager extends EventEmitter<SessionProxyEvents> {
   private readonly drain: ConnectionDrain;
   /** Each account's session on each rotating gateway of its pool. */
   private readonly sessions: GatewaySessions;
+  private readonly watch: EgressWatch;
 
   constructor(options: SessionProxyOptions = {}) {
     super();
@@ -135,6 +146,10 @@ export class SessionProxyManager extends EventEmitter<SessionProxyEvents> {
     this.sessions = new GatewaySessions(options.sessionStore ?? new MemorySessionStore(), {
       // Shortly before the vendor ends a session: a new one, drained like a rotation.
       expiring: (account, endpoint) => void this.rotation.renewSession(account, 'lifetime', false, endpoint),
+    });
+    this.watch = new EgressWatch(checkWatchOptions(options.watchEgress), {
+      identity: (account) => (this.accounts.get(account) ? this.accounts.active(account).identityKey : undefined),
+      check: (account) => this.watchCheck(account),
     });
     if (options.strategy !== undefined && !ROTATION_STRATEGIES.includes(options.strategy)) {
       throw new ConfigError(`strategy must be one of ${ROTATION_STRATEGIES.join(', ')}, got ${JSON.stringify(options.strategy)}`);
@@ -203,7 +218,10 @@ export class SessionProxyManager extends EventEmitter<SessionProxyEvents> {
       opener: (account, proxy, probe) => this.tunnels.opener(account, proxy, probe),
       select: (account) => this.rotation.select(account),
       unavailable: (account, proxy) => this.egress.quarantineError(account) ?? this.rotation.unavailable(account, proxy),
-      counted: (account, proxy) => this.traffic.request(account, proxy.identityKey),
+      counted: (account, proxy) => {
+        this.traffic.request(account, proxy.identityKey);
+        this.watch.touch(account);
+      },
     });
   }
 
@@ -276,6 +294,7 @@ export class SessionProxyManager extends EventEmitter<SessionProxyEvents> {
     enableDebugLoggingFromEnv();
     this.health.startPeriodic(() => this.allProxies());
     this.sessions.start();
+    this.watch.start();
     this.egress.start(() => this.accounts.names());
     const idle = this.options.idleTimeout ?? 300_000;
     this.idleSweep = setInterval(() => this.connections.evictIdle(idle), Math.max(250, Math.floor(idle / 2)));
@@ -293,6 +312,7 @@ export class SessionProxyManager extends EventEmitter<SessionProxyEvents> {
     this.health.close();
     this.egress.close();
     this.sessions.stop();
+    this.watch.stop();
     await this.connections.retireAll();
     // No scope is needed any more; on Node 20/22 this also turns off the promise hooks the store uses.
     state.scopes.disable();
@@ -362,6 +382,7 @@ export class SessionProxyManager extends EventEmitter<SessionProxyEvents> {
     const pool = this.accounts.require(account);
     this.accounts.delete(account);
     for (const p of pool.proxies) this.sessions.retire(p);
+    this.watch.forget(account);
     this.egress.forget(account);
     this.traffic.forget(account);
     this.connections.retire(account);
@@ -381,38 +402,50 @@ export class SessionProxyManager extends EventEmitter<SessionProxyEvents> {
    */
   async rotate(account: string = this.currentAccount() ?? DEFAULT_ACCOUNT, options: RotateOptions = {}): Promise<ProxyInfo> {
     this.requireInstalled('rotate');
-    return (await this.rotation.rotate(account, options.closeExisting ?? false)).info();
+    const to = this.rotation.rotate(account, options.closeExisting ?? false);
+    // A new session (or proxy): whatever the egress watch held the account for is behind it.
+    this.egress.release(account);
+    return to.info();
   }
 
   /**
    * Asks IP-echo endpoints the way `account`'s traffic leaves (the router's decision for that
    * scope, with the same tunnel opener as its requests) and returns the egress IP they saw.
-   * Only the egress gate and quarantine are bypassed: this is what lifts them.
+   * Only the egress gate and quarantine are bypassed: this is what lifts them (`accept: true`
+   * also lifts the egress watch's). When another account is on the same IP and this one is on a
+   * gateway session, it gets a new session and is verified again: the result is the new one's.
    */
-  async verifyEgress(account: string = this.currentAccount() ?? DEFAULT_ACCOUNT, options: EgressOptions & { compareDirect?: boolean } = {}): Promise<EgressResult> {
+  async verifyEgress(account: string = this.currentAccount() ?? DEFAULT_ACCOUNT, options: VerifyEgressOptions = {}): Promise<EgressResult> {
     this.requireInstalled('verifyEgress');
+    return this.verify(account, options, 0);
+  }
+
+  private async verify(account: string, options: VerifyEgressOptions, attempt: number): Promise<EgressResult> {
     this.undiciLayer?.reassert();
     const proxy = this.accounts.active(account);
-    const opts: EgressOptions = { requestTls: this.options.requestTls, endpoints: this.options.egressEndpoints, ...options };
+    const { compareDirect, accept, ...egressOptions } = options;
+    const opts: EgressOptions = { requestTls: this.options.requestTls, endpoints: this.options.egressEndpoints, ...egressOptions };
+    let result: EgressResult;
     try {
-      const result = await probeEgress(account, proxy, this.egressPath(account), opts);
-      if (options.compareDirect) {
+      result = await probeEgress(account, proxy, this.egressPath(account), opts);
+      if (compareDirect) {
         const direct = await askIp(result.endpoint, directPath, opts);
         if (direct === result.ip) {
           throw new EgressLeakError(`egress through the proxy (${result.ip}) equals the direct egress: the proxy is transparent or the route leaks`, { account, proxy });
         }
       }
       this.egress.record(account, undefined);
+      if (accept) this.egress.release(account);
       this.emitEgress({ ...result, status: 'verified' });
-      return result;
     } catch (err) {
       this.egress.record(account, err);
       const status = err instanceof EgressMismatchError || err instanceof EgressLeakError ? 'mismatch' : 'failed';
       this.emitEgress({ account, proxy: proxy.info(), status, error: (err as Error).message });
       throw err;
     }
+    const next = this.observed(account, proxy, result, { accept, attempt });
+    return next ?? result;
   }
-
   /** Verifies every account concurrently; flags accounts that egress from the same IP. */
   async verifyAll(options: EgressOptions = {}): Promise<VerifyRow[]> {
     this.requireInstalled('verifyAll');
@@ -433,9 +466,12 @@ export class SessionProxyManager extends EventEmitter<SessionProxyEvents> {
     return rows;
   }
 
-  /** Requests, failures, open connections, bytes and latency per proxy and per account. */
-  stats(): ManagerStats {
-    return buildStats(this.traffic.snapshot(), this.accounts, (p) => this.health.of(p));
+  /**
+   * Requests, failures, open connections, bytes and latency per proxy and per account; and what
+   * the egress watch used (its probes are billed traffic on residential plans).
+   */
+  stats(): ManagerStats & { egressWatch: WatchStats } {
+    return { ...buildStats(this.traffic.snapshot(), this.accounts, (p) => this.health.of(p)), egressWatch: this.watch.stats() };
   }
 
   /** Number of open sockets in the library's pools (all accounts, or one). */
@@ -482,6 +518,80 @@ export class SessionProxyManager extends EventEmitter<SessionProxyEvents> {
     for (const pool of this.accounts.all()) if (pool.name !== DEFAULT_ACCOUNT) accounts[pool.name] = [...pool.proxies];
     const fallback = this.accounts.get(DEFAULT_ACCOUNT);
     return { ...this.options, proxy: fallback ? [...fallback.proxies] : undefined, accounts };
+  }
+
+  /** One check of the egress watch: one request to one endpoint through the account's route. */
+  private async watchCheck(account: string): Promise<void> {
+    const proxy = this.accounts.active(account);
+    const interval = this.watch.optionsFor(account)?.interval ?? 10_000;
+    const endpoint = this.watch.baseline(account)?.endpoint ?? (this.options.egressEndpoints ?? DEFAULT_EGRESS_ENDPOINTS)[0]!;
+    const sockets: Socket[] = [];
+    const route = this.egressPath(account);
+    const path: EgressPath = async (target, signal) => {
+      const socket = await route(target, signal);
+      sockets.push(socket);
+      return socket;
+    };
+    let result: EgressResult | undefined;
+    try {
+      result = await probeEgress(account, proxy, path, { requestTls: this.options.requestTls, endpoints: [endpoint], timeoutMs: Math.min(10_000, interval) });
+    } catch {
+      // No answer: nothing is known about the egress; counted below, the next check runs on schedule.
+    } finally {
+      await Promise.all(sockets.map((s) => (s.closed ? undefined : new Promise((r) => s.once('close', r)))));
+      this.watch.probed(result !== undefined, sockets.reduce((n, s) => n + s.bytesWritten, 0), sockets.reduce((n, s) => n + s.bytesRead, 0));
+    }
+    // Moved while the probe ran (rotate, lifetime): the probe saw the old session, it says nothing now.
+    if (!result || !this.accounts.get(account) || this.accounts.active(account) !== proxy) return;
+    const next = this.observed(account, proxy, result, { attempt: 0 });
+    if (next) await next.catch(() => undefined);
+  }
+
+  /**
+   * What an observed egress means, and what is done about it: a change within the session is
+   * reported and handled per `watchEgress.onChange`; another account on the same IP gets the
+   * event with `sameIpAs`, and a gateway session is replaced by a new one and verified again.
+   * Returns the re-verification when there is one.
+   */
+  private observed(account: string, proxy: ProxyEndpoint, result: EgressResult, o: { accept?: boolean; attempt: number }): Promise<EgressResult> | undefined {
+    const mode = this.watch.optionsFor(account)?.onChange ?? 'event';
+    // The new IP becomes the baseline: a change is reported once (a quarantine stays until lifted).
+    const seen = this.watch.observe(account, result.ip, proxy.identityKey, result.endpoint, { accept: o.accept });
+    if (!seen.change && seen.sameIpAs.length === 0) return undefined;
+    const renewable = this.sessions.isSticky(proxy) && o.attempt < 3;
+    const event: EgressChangeEvent = {
+      account,
+      from: seen.change?.from ?? result.ip,
+      to: result.ip,
+      proxy: proxy.info(),
+      ...(seen.sameIpAs.length ? { sameIpAs: seen.sameIpAs } : {}),
+      action: seen.sameIpAs.length && renewable ? 'new-session' : mode,
+    };
+    publish('egressChange', () => event);
+    this.emit('egress-change', event);
+    if (seen.sameIpAs.length && renewable) {
+      // Two accounts on one exit: this one gets a new session, verified again.
+      this.rotation.renewSession(account, 'same-ip', false, proxy);
+      return this.verify(account, {}, o.attempt + 1);
+    }
+    if (mode === 'quarantine' && !this.egress.isHeld(account)) {
+      const what = seen.change ? `changed from ${event.from} to ${event.to} within its session` : `is ${event.to}, as ${seen.sameIpAs.map((a) => `"${a}"`).join(', ')}'s`;
+      this.egress.hold(account, new EgressChangedError(`the account's egress IP ${what}; its traffic is stopped until verifyEgress(account, { accept: true }) or rotate()`, { account, proxy }));
+      // Nothing more leaves on connections already open: they are cut, and new ones are refused.
+      this.connections.retire(account, undefined, true);
+      this.socketTunnels.close(account, proxy);
+      return undefined;
+    }
+    if (mode === 'rotate' && seen.change) {
+      try {
+        this.rotation.rotate(account, false, 'egress-change');
+      } catch {
+        return undefined; // nowhere to go: the event said what happened
+      }
+      this.egress.release(account);
+      return this.verify(account, {}, o.attempt + 1);
+    }
+    return undefined;
   }
 
   private onTunnelFailure(account: string, proxy: ProxyEndpoint, error: Error): ProxyEndpoint | undefined {

@@ -5,6 +5,7 @@ import type { HealthOptions } from './health/proxy-health.js';
 import type { HealthCheckOptions } from './health/health-registry.js';
 import type { GatewayDefinition, GatewayInput } from './gateways/definition.js';
 import type { SessionStore } from './gateways/sessions.js';
+import type { WatchEgressConfig } from './egress/watch.js';
 
 /**
  * One pool entry: a proxy, or a rotating gateway (`{ url, gateway: 'brightdata', country, lifetime }`):
@@ -129,4 +130,13 @@ export interface SessionProxyOptions {
    * @default in memory
    */
   sessionStore?: SessionStore;
+  /**
+   * Re-check every active account's egress IP through its own route on an interval, so an IP
+   * that changes under a sticky session never goes unnoticed (`egress-change` event), with
+   * `onChange: 'event' | 'quarantine' | 'rotate'`; `accounts` sets it per account (`false`: off).
+   * One small request per account per interval; each account on its own random phase.
+   * @default off
+   * @example { interval: 60_000, onChange: 'quarantine', accounts: { scraper: false } }
+   */
+  watchEgress?: WatchEgressConfig;
 }

@@ -80,6 +80,7 @@ export const PASS_THROUGH: Readonly<Record<string, { expected: string; ok: (v: u
   onMismatch: { expected: 'a string ("error" or "quarantine")', ok: (v) => typeof v === 'string' && v !== '' },
   idleTimeout: { expected: 'a number of milliseconds >= 0', ok: (v) => typeof v === 'number' && Number.isFinite(v) && v >= 0 },
   drainTimeout: { expected: 'a number of milliseconds >= 0', ok: (v) => typeof v === 'number' && Number.isFinite(v) && v >= 0 },
+  watchEgress: { expected: 'an object (e.g. { "interval": 60000, "onChange": "quarantine" })', ok: isPlainObject },
 };
 
 const FILE_KEYS = [

@@ -90,16 +90,16 @@ export class Rotation {
    * one-proxy pool, or every other proxy held by another account or down),
    * never a silent stay on the same proxy.
    */
-  rotate(account: string, closeExisting: boolean): ProxyEndpoint {
+  rotate(account: string, closeExisting: boolean, reason: MoveReason = 'manual'): ProxyEndpoint {
     const pool = this.deps.accounts.require(account);
     // On a gateway, rotating is a new session on the same URL (the gateway picks the IP).
-    const minted = this.renewSession(account, 'manual', closeExisting);
+    const minted = this.renewSession(account, reason, closeExisting);
     if (minted) return minted;
     if (this.nextIndex(pool) === undefined) {
       const why = pool.proxies.length === 1 ? `the pool has one proxy, ${pool.proxies[0]}` : `no other proxy of the pool is available: ${this.describe(pool)}`;
       throw new ProxyUnavailableError(`cannot rotate: ${why}`, { account });
     }
-    return this.move(account, 'manual', closeExisting);
+    return this.move(account, reason, closeExisting);
   }
 
   /**
