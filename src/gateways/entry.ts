@@ -23,3 +23,13 @@ export function parseGateway(input: unknown, options: { defaultProtocol?: ParseO
   if (isGatewayDefinition(input)) return input;
   return new GatewayDefinition(input as never, options);
 }
+
+/**
+ * A proxy endpoint for any entry, for one-off use outside a manager (the CLI):
+ * a gateway gives a fresh session (sticky) or its sessionless form.
+ */
+export function endpointOf(input: unknown, options: ParseOptions & { path?: string } = {}): ProxyEndpoint {
+  const entry = parsePoolEntry(input, options);
+  if (!isGatewayDefinition(entry)) return entry;
+  return entry.endpoint(entry.mode === 'sticky' ? (entry.pinnedSession ?? entry.mint()) : undefined);
+}
