@@ -10,6 +10,7 @@ export const channels = {
   rotate: diagnostics.channel('session-proxy:rotate'),
   leak: diagnostics.channel('session-proxy:leak'),
   egress: diagnostics.channel('session-proxy:egress'),
+  egressChange: diagnostics.channel('session-proxy:egress-change'),
   dns: diagnostics.channel('session-proxy:dns'),
   proxyDown: diagnostics.channel('session-proxy:proxy-down'),
   proxyUp: diagnostics.channel('session-proxy:proxy-up'),

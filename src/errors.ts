@@ -174,6 +174,15 @@ export class EgressMismatchError extends SessionProxyError {
   override readonly code = 'SP_ERR_EGRESS_MISMATCH';
 }
 
+/**
+ * The egress watch saw the account's IP change within its session (`watchEgress.onChange: 'quarantine'`):
+ * its traffic is stopped until `verifyEgress(account, { accept: true })` or `rotate()`.
+ */
+export class EgressChangedError extends SessionProxyError {
+  static override readonly kind = 'EgressChangedError';
+  override readonly code = 'SP_ERR_EGRESS_CHANGED';
+}
+
 /** The egress IP through the proxy equals the direct one: the proxy is transparent, or the route leaks. */
 export class EgressLeakError extends SessionProxyError {
   static override readonly kind = 'EgressLeakError';

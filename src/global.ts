@@ -5,9 +5,9 @@
 import { state } from './state.js';
 import { NotInstalledError } from './errors.js';
 import { checkAccount, checkFunction, checkOptionsArgument } from './arguments.js';
-import { SessionProxyManager, type RotateOptions } from './manager.js';
+import { SessionProxyManager, type RotateOptions, type VerifyEgressOptions } from './manager.js';
 import type { SessionProxyOptions } from './options.js';
-import type { EgressOptions, EgressResult } from './egress/verify.js';
+import type { EgressResult } from './egress/verify.js';
 import type { ProxyInfo } from './proxy/endpoint.js';
 
 /**
@@ -42,7 +42,7 @@ export function rotate(account?: string, options?: RotateOptions): Promise<Proxy
   return getManager().rotate(account, options);
 }
 
-export function verifyEgress(account?: string, options?: EgressOptions): Promise<EgressResult> {
+export function verifyEgress(account?: string, options?: VerifyEgressOptions): Promise<EgressResult> {
   checkAccount('verifyEgress(account, options)', account, true);
   checkOptionsArgument('verifyEgress(account, options)', options);
   return getManager().verifyEgress(account, options);

@@ -8,9 +8,11 @@
 import { EventEmitter } from 'node:events';
 import { inspect } from 'node:util';
 import { state } from './state.js';
-import { AlreadyInstalledError, ConfigError, EgressLeakError, EgressMismatchError, NotInstalledError, UnknownAccountError } from './errors.js';
+import { AlreadyInstalledError, ConfigError, EgressChangedError, EgressLeakError, EgressMismatchError, NotInstalledError, ProxyAuthError, ProxyConnectError, UnknownAccountError } from './errors.js';
 import { checkAccount, checkFunction, checkOptionsArgument } from './arguments.js';
-import { parseProxy } from './proxy/parse.js';
+import { parsePoolEntry } from './gateways/entry.js';
+import { isGatewayDefinition } from './gateways/definition.js';
+import { GatewaySessions, MemorySessionStore } from './gateways/sessions.js';
 import { LOOPBACK_NO_PROXY, NoProxyMatcher } from './proxy/no-proxy.js';
 import type { ProxyEndpoint, ProxyInfo } from './proxy/endpoint.js';
 import { AccountPools, DEFAULT_ACCOUNT, type AccountPool } from './routing/account-pools.js';
@@ -42,7 +44,9 @@ import { installDgramLayer } from './layers/dgram.js';
 import { installWorkerThreads } from './layers/worker-threads.js';
 import { ChildHandoff } from './children/handoff.js';
 import { enableDebugLoggingFromEnv } from './debug.js';
-import { askIp, directPath, probeEgress, type EgressOptions, type EgressPath, type EgressResult } from './egress/verify.js';
+import { askIp, DEFAULT_EGRESS_ENDPOINTS, directPath, probeEgress, type EgressOptions, type EgressPath, type EgressResult } from './egress/verify.js';
+import { EgressWatch, checkWatchOptions, type EgressChangeEvent, type WatchStats } from './egress/watch.js';
+import type { Socket } from 'node:net';
 import { EgressPolicy } from './egress/egress-policy.js';
 import { publish } from './diagnostics.js';
 import type { ProxySpec, SessionProxyOptions } from './options.js';
@@ -90,10 +94,18 @@ export interface VerifyRow {
   readonly sameIpAs: string[];
 }
 
+export interface VerifyEgressOptions extends EgressOptions {
+  /** Fail with EgressLeakError when the egress equals this host's direct one. */
+  compareDirect?: boolean;
+  /** Take the IP seen as the account's new normal: lifts the egress watch's quarantine. */
+  accept?: boolean;
+}
+
 export interface SessionProxyEvents {
   leak: [LeakEvent];
   rotate: [RotateEvent];
   egress: [EgressEvent];
+  'egress-change': [EgressChangeEvent];
   'proxy-down': [ProxyHealthEvent];
   'proxy-up': [ProxyHealthEvent];
 }
@@ -147,6 +159,9 @@ export class SessionProxyManager<A extends string = string> extends EventEmitter
   /** Socket-level tunnels by account, for rotate() to drain or cut. */
   private readonly socketTunnels = new SocketTunnelRegistry();
   private readonly drain: ConnectionDrain;
+  /** Each account's session on each rotating gateway of its pool. */
+  private readonly sessions: GatewaySessions;
+  private readonly watch: EgressWatch;
 
   constructor(options?: SessionProxyOptions<A>);
   constructor(options: SessionProxyOptions = {}) {
@@ -156,6 +171,14 @@ export class SessionProxyManager<A extends string = string> extends EventEmitter
     // in every message, no password in any; a "__proto__" key anywhere is refused.
     checkOptions(options);
     this.options = Object.freeze({ ...options });
+    this.sessions = new GatewaySessions(options.sessionStore ?? new MemorySessionStore(), {
+      // Shortly before the vendor ends a session: a new one, drained like a rotation.
+      expiring: (account, endpoint) => void this.rotation.renewSession(account, 'lifetime', false, endpoint),
+    });
+    this.watch = new EgressWatch(checkWatchOptions(options.watchEgress), {
+      identity: (account) => (this.accounts.get(account) ? this.accounts.active(account).identityKey : undefined),
+      check: (account) => this.watchCheck(account),
+    });
     const drainTimeout = options.drainTimeout ?? 30_000;
     this.drain = new ConnectionDrain(drainTimeout, (socket) => servedRoute(socket) !== undefined);
     if (options.proxy !== undefined) this.accounts.set(DEFAULT_ACCOUNT, this.parsePool(DEFAULT_ACCOUNT, options.proxy));
@@ -181,15 +204,16 @@ export class SessionProxyManager<A extends string = string> extends EventEmitter
           this.emit('rotate', event);
           if (this.options.verifyOnRotate) void this.egress.require(event.account).catch(() => undefined);
         },
+        renew: (from) => this.sessions.renew(from),
       },
     );
     this.noProxy = new NoProxyMatcher(options.noProxy ?? LOOPBACK_NO_PROXY);
     this.health = new HealthRegistry(options.health ?? {}, options.healthCheck ?? {}, {
       down: (proxy, h) => {
-        this.emitHealth('proxyDown', 'proxy-down', { proxy: proxy.info(), accounts: this.accounts.holders(proxy.identityKey), error: h.lastError, nextProbeAt: h.cooldownUntil });
+        this.emitHealth('proxyDown', 'proxy-down', { proxy: proxy.info(), accounts: this.accounts.healthHolders(proxy.healthKey), error: h.lastError, nextProbeAt: h.cooldownUntil });
         this.rotation.failover(proxy);
       },
-      up: (proxy, h) => this.emitHealth('proxyUp', 'proxy-up', { proxy: proxy.info(), accounts: this.accounts.holders(proxy.identityKey), latencyMs: h.lastLatencyMs }),
+      up: (proxy, h) => this.emitHealth('proxyUp', 'proxy-up', { proxy: proxy.info(), accounts: this.accounts.healthHolders(proxy.healthKey), latencyMs: h.lastLatencyMs }),
     });
     this.egress = new EgressPolicy(options, (account) => this.verifyEgress(account as A));
     this.tunnels = new AccountTunnels({
@@ -199,6 +223,7 @@ export class SessionProxyManager<A extends string = string> extends EventEmitter
         this.traffic.tunnel(account, proxy.identityKey, socket, latencyMs);
       },
       failed: (account, proxy, error) => this.onTunnelFailure(account, proxy, error),
+      via: (proxy) => this.sessions.perConnection(proxy),
     });
     this.connections = new ConnectionPools((account, proxy) => this.tunnels.opener(account, proxy), options.requestTls, drainTimeout);
     this.leaks = new LeakPolicy(options.strict ?? true, (event) => this.emit('leak', event));
@@ -215,7 +240,10 @@ export class SessionProxyManager<A extends string = string> extends EventEmitter
       opener: (account, proxy, probe) => this.tunnels.opener(account, proxy, probe),
       select: (account) => this.rotation.select(account),
       unavailable: (account, proxy) => this.egress.quarantineError(account) ?? this.rotation.unavailable(account, proxy),
-      counted: (account, proxy) => this.traffic.request(account, proxy.identityKey),
+      counted: (account, proxy) => {
+        this.traffic.request(account, proxy.identityKey);
+        this.watch.touch(account);
+      },
     });
   }
 
@@ -286,6 +314,8 @@ export class SessionProxyManager<A extends string = string> extends EventEmitter
     state.installed = this;
     enableDebugLoggingFromEnv();
     this.health.startPeriodic(() => this.allProxies());
+    this.sessions.start();
+    this.watch.start();
     this.egress.start(() => this.accounts.names());
     const idle = this.options.idleTimeout ?? 300_000;
     this.idleSweep = setInterval(() => this.connections.evictIdle(idle), Math.max(250, Math.floor(idle / 2)));
@@ -302,6 +332,8 @@ export class SessionProxyManager<A extends string = string> extends EventEmitter
     clearInterval(this.idleSweep);
     this.health.close();
     this.egress.close();
+    this.sessions.stop();
+    this.watch.stop();
     await this.connections.retireAll();
     // No scope is needed any more; on Node 20/22 this also turns off the promise hooks the store uses.
     state.scopes.disable();
@@ -371,6 +403,7 @@ export class SessionProxyManager<A extends string = string> extends EventEmitter
     if (this.exclusive) {
       const free = pool.proxies.findIndex((p) => this.accounts.holders(p.identityKey).every((h) => h === account));
       if (free === -1) {
+        for (const p of pool.proxies) if (!previous?.proxies.includes(p)) this.sessions.retire(p);
         if (previous) this.accounts.set(account, previous.proxies).active = previous.active;
         else this.accounts.delete(account);
         const holders = [...new Set(pool.proxies.flatMap((p) => this.accounts.holders(p.identityKey)))].map((n) => `"${n}"`).join(', ');
@@ -378,14 +411,19 @@ export class SessionProxyManager<A extends string = string> extends EventEmitter
       }
       pool.active = free;
     }
-    if (previous) this.connections.retire(account);
+    if (previous) {
+      for (const p of previous.proxies) if (!pool.proxies.includes(p)) this.sessions.retire(p);
+      this.connections.retire(account);
+    }
     return this;
   }
 
   /** Removes an account and closes its pools. */
   async removeAccount(account: A): Promise<void> {
-    this.accounts.require(account);
+    const pool = this.accounts.require(account);
     this.accounts.delete(account);
+    for (const p of pool.proxies) this.sessions.retire(p);
+    this.watch.forget(account);
     this.egress.forget(account);
     this.traffic.forget(account);
     this.connections.retire(account);
@@ -394,7 +432,8 @@ export class SessionProxyManager<A extends string = string> extends EventEmitter
   /**
    * Moves `account` to the next proxy of its pool (per `strategy`, skipping
    * proxies that are down or held by another account); returns the new
-   * ProxyInfo. From then on no new request of the account leaves through the
+   * ProxyInfo. On a rotating gateway it mints a new session instead (the
+   * gateway picks a new IP): the ProxyInfo shows the new session id. From then on no new request of the account leaves through the
    * old proxy: its connections there are drained on every layer — idle ones
    * close at once, busy ones when their request or stream completes (cut
    * after `drainTimeout`); their clients reconnect through the new proxy.
@@ -406,41 +445,53 @@ export class SessionProxyManager<A extends string = string> extends EventEmitter
     checkAccount('rotate(account, options)', account, true);
     checkOptionsArgument('rotate(account, options)', options);
     this.requireInstalled('rotate');
-    return (await this.rotation.rotate(this.accountOf('rotate', account), options.closeExisting ?? false)).info();
+    const name = this.accountOf('rotate', account);
+    const to = this.rotation.rotate(name, options.closeExisting ?? false);
+    // A new session (or proxy): whatever the egress watch held the account for is behind it.
+    this.egress.release(name);
+    return to.info();
   }
 
   /**
    * Asks IP-echo endpoints the way `account`'s traffic leaves (the router's decision for that
    * scope, with the same tunnel opener as its requests) and returns the egress IP they saw.
-   * Only the egress gate and quarantine are bypassed: this is what lifts them.
+   * Only the egress gate and quarantine are bypassed: this is what lifts them (`accept: true`
+   * also lifts the egress watch's). When another account is on the same IP and this one is on a
+   * gateway session, it gets a new session and is verified again: the result is the new one's.
    */
-  async verifyEgress(name?: A | 'default', options: EgressOptions & { compareDirect?: boolean } = {}): Promise<EgressResult> {
+  async verifyEgress(name?: A | 'default', options: VerifyEgressOptions = {}): Promise<EgressResult> {
     checkAccount('verifyEgress(account, options)', name, true);
     checkOptionsArgument('verifyEgress(account, options)', options);
     this.requireInstalled('verifyEgress');
-    const account = this.accountOf('verifyEgress', name);
+    return this.verify(this.accountOf('verifyEgress', name), options, 0);
+  }
+
+  private async verify(account: string, options: VerifyEgressOptions, attempt: number): Promise<EgressResult> {
     this.undiciLayer?.reassert();
     const proxy = this.accounts.active(account);
-    const opts: EgressOptions = { requestTls: this.options.requestTls, endpoints: this.options.egressEndpoints, ...options };
+    const { compareDirect, accept, ...egressOptions } = options;
+    const opts: EgressOptions = { requestTls: this.options.requestTls, endpoints: this.options.egressEndpoints, ...egressOptions };
+    let result: EgressResult;
     try {
-      const result = await probeEgress(account, proxy, this.egressPath(account), opts);
-      if (options.compareDirect) {
+      result = await probeEgress(account, proxy, this.egressPath(account), opts);
+      if (compareDirect) {
         const direct = await askIp(result.endpoint, directPath, opts);
         if (direct === result.ip) {
           throw new EgressLeakError(`egress through the proxy (${result.ip}) equals the direct egress: the proxy is transparent or the route leaks`, { account, proxy });
         }
       }
       this.egress.record(account, undefined);
+      if (accept) this.egress.release(account);
       this.emitEgress({ ...result, status: 'verified' });
-      return result;
     } catch (err) {
       this.egress.record(account, err);
       const status = err instanceof EgressMismatchError || err instanceof EgressLeakError ? 'mismatch' : 'failed';
       this.emitEgress({ account, proxy: proxy.info(), status, error: (err as Error).message });
       throw err;
     }
+    const next = this.observed(account, proxy, result, { accept, attempt });
+    return next ?? result;
   }
-
   /** Verifies every account concurrently; flags accounts that egress from the same IP. */
   async verifyAll(options: EgressOptions = {}): Promise<VerifyRow[]> {
     this.requireInstalled('verifyAll');
@@ -461,9 +512,12 @@ export class SessionProxyManager<A extends string = string> extends EventEmitter
     return rows;
   }
 
-  /** Requests, failures, open connections, bytes and latency per proxy and per account. */
-  stats(): ManagerStats {
-    return buildStats(this.traffic.snapshot(), this.accounts, (p) => this.health.of(p));
+  /**
+   * Requests, failures, open connections, bytes and latency per proxy and per account; and what
+   * the egress watch used (its probes are billed traffic on residential plans).
+   */
+  stats(): ManagerStats & { egressWatch: WatchStats } {
+    return { ...buildStats(this.traffic.snapshot(), this.accounts, (p) => this.health.of(p)), egressWatch: this.watch.stats() };
   }
 
   /** Number of open sockets in the library's pools (all accounts, or one). */
@@ -514,9 +568,91 @@ export class SessionProxyManager<A extends string = string> extends EventEmitter
     };
   }
 
+  /** One check of the egress watch: one request to one endpoint through the account's route. */
+  private async watchCheck(account: string): Promise<void> {
+    const proxy = this.accounts.active(account);
+    const interval = this.watch.optionsFor(account)?.interval ?? 10_000;
+    const endpoint = this.watch.baseline(account)?.endpoint ?? (this.options.egressEndpoints ?? DEFAULT_EGRESS_ENDPOINTS)[0]!;
+    const sockets: Socket[] = [];
+    const route = this.egressPath(account);
+    const path: EgressPath = async (target, signal) => {
+      const socket = await route(target, signal);
+      sockets.push(socket);
+      return socket;
+    };
+    let result: EgressResult | undefined;
+    try {
+      result = await probeEgress(account, proxy, path, { requestTls: this.options.requestTls, endpoints: [endpoint], timeoutMs: Math.min(10_000, interval) });
+    } catch {
+      // No answer: nothing is known about the egress; counted below, the next check runs on schedule.
+    } finally {
+      await Promise.all(sockets.map((s) => (s.closed ? undefined : new Promise((r) => s.once('close', r)))));
+      this.watch.probed(result !== undefined, sockets.reduce((n, s) => n + s.bytesWritten, 0), sockets.reduce((n, s) => n + s.bytesRead, 0));
+    }
+    // Moved while the probe ran (rotate, lifetime): the probe saw the old session, it says nothing now.
+    if (!result || !this.accounts.get(account) || this.accounts.active(account) !== proxy) return;
+    const next = this.observed(account, proxy, result, { attempt: 0 });
+    if (next) await next.catch(() => undefined);
+  }
+
+  /**
+   * What an observed egress means, and what is done about it: a change within the session is
+   * reported and handled per `watchEgress.onChange`; another account on the same IP gets the
+   * event with `sameIpAs`, and a gateway session is replaced by a new one and verified again.
+   * Returns the re-verification when there is one.
+   */
+  private observed(account: string, proxy: ProxyEndpoint, result: EgressResult, o: { accept?: boolean; attempt: number }): Promise<EgressResult> | undefined {
+    const mode = this.watch.optionsFor(account)?.onChange ?? 'event';
+    // The new IP becomes the baseline: a change is reported once (a quarantine stays until lifted).
+    const seen = this.watch.observe(account, result.ip, proxy.identityKey, result.endpoint, { accept: o.accept });
+    if (!seen.change && seen.sameIpAs.length === 0) return undefined;
+    const renewable = this.sessions.isSticky(proxy) && o.attempt < 3;
+    const event: EgressChangeEvent = {
+      account,
+      from: seen.change?.from ?? result.ip,
+      to: result.ip,
+      proxy: proxy.info(),
+      ...(seen.sameIpAs.length ? { sameIpAs: seen.sameIpAs } : {}),
+      action: seen.sameIpAs.length && renewable ? 'new-session' : mode,
+    };
+    publish('egressChange', () => event);
+    this.emit('egress-change', event);
+    if (seen.sameIpAs.length && renewable) {
+      // Two accounts on one exit: this one gets a new session, verified again.
+      this.rotation.renewSession(account, 'same-ip', false, proxy);
+      return this.verify(account, {}, o.attempt + 1);
+    }
+    if (mode === 'quarantine' && !this.egress.isHeld(account)) {
+      const what = seen.change ? `changed from ${event.from} to ${event.to} within its session` : `is ${event.to}, as ${seen.sameIpAs.map((a) => `"${a}"`).join(', ')}'s`;
+      this.egress.hold(account, new EgressChangedError(`the account's egress IP ${what}; its traffic is stopped until verifyEgress(account, { accept: true }) or rotate()`, { account, proxy }));
+      // Nothing more leaves on connections already open: they are cut, and new ones are refused.
+      this.connections.retire(account, undefined, true);
+      this.socketTunnels.close(account, proxy);
+      return undefined;
+    }
+    if (mode === 'rotate' && seen.change) {
+      try {
+        this.rotation.rotate(account, false, 'egress-change');
+      } catch {
+        return undefined; // nowhere to go: the event said what happened
+      }
+      this.egress.release(account);
+      return this.verify(account, {}, o.attempt + 1);
+    }
+    return undefined;
+  }
+
   private onTunnelFailure(account: string, proxy: ProxyEndpoint, error: Error): ProxyEndpoint | undefined {
     this.traffic.failure(account, proxy.identityKey);
-    this.health.fail(proxy, error);
+    const answered = error instanceof ProxyConnectError && error.status !== undefined && !(error instanceof ProxyAuthError);
+    if (proxy.gateway && answered) {
+      // The gateway answered, so it works: this session's exit failed. Failover by minting a new session
+      // (a per-connection gateway's next connection has a fresh one anyway), not by leaving the gateway.
+      this.rotation.renewSession(account, 'session-failed', false, proxy);
+    } else {
+      // Refused or timed out: the proxy — for a gateway, the gateway host, all its sessions — is failing.
+      this.health.fail(proxy, error);
+    }
     return this.accounts.get(account) ? this.accounts.active(account) : undefined;
   }
 
@@ -534,12 +670,13 @@ export class SessionProxyManager<A extends string = string> extends EventEmitter
     this.emit('egress', event);
   }
 
+  /** One endpoint per health key: a gateway is probed once, not once per session. */
   private *allProxies(): Iterable<ProxyEndpoint> {
     const seen = new Set<string>();
     for (const pool of this.accounts.all()) {
       for (const p of pool.proxies) {
-        if (seen.has(p.identityKey)) continue;
-        seen.add(p.identityKey);
+        if (seen.has(p.healthKey)) continue;
+        seen.add(p.healthKey);
         yield p;
       }
     }
@@ -554,9 +691,14 @@ export class SessionProxyManager<A extends string = string> extends EventEmitter
     return this.accounts.set(account, this.parsePool(account, spec));
   }
 
+  /** Proxies as they are; each gateway entry becomes the account's own session on it. */
   private parsePool(account: string, spec: ProxySpec): ProxyEndpoint[] {
     const list = Array.isArray(spec) ? spec : [spec];
     if (list.length === 0) throw new ConfigError(`account "${account}" has an empty proxy pool`);
-    return list.map((input) => parseProxy(input, { defaultProtocol: this.options?.defaultProtocol }));
+    const at = account === DEFAULT_ACCOUNT ? 'proxy' : `accounts.${account}`;
+    return list.map((input, i) => {
+      const entry = parsePoolEntry(input, { defaultProtocol: this.options?.defaultProtocol, path: Array.isArray(spec) ? `${at}[${i}]` : at });
+      return isGatewayDefinition(entry) ? this.sessions.open(account, entry) : entry;
+    });
   }
 }

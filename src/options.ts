@@ -3,9 +3,18 @@ import type { ProxyInput, ProxyProtocol } from './proxy/endpoint.js';
 import type { RotationStrategy } from './routing/strategies.js';
 import type { HealthOptions } from './health/proxy-health.js';
 import type { HealthCheckOptions } from './health/health-registry.js';
+import type { GatewayDefinition, GatewayInput } from './gateways/definition.js';
+import type { SessionStore } from './gateways/sessions.js';
+import type { WatchEgressConfig } from './egress/watch.js';
+
+/**
+ * One pool entry: a proxy, or a rotating gateway (`{ url, gateway: 'brightdata', country, lifetime }`):
+ * one vendor URL on which each account gets a session (an IP) of its own.
+ */
+export type PoolEntryInput = ProxyInput | GatewayInput | GatewayDefinition;
 
 /** One proxy, or a pool of them (the first is active; rotate() and failover move on). */
-export type ProxySpec = ProxyInput | readonly ProxyInput[];
+export type ProxySpec = PoolEntryInput | readonly PoolEntryInput[];
 
 /** `A`: the account names (keys of `accounts`); see `SessionProxyManager<A>`. */
 export interface SessionProxyOptions<A extends string = string> {
@@ -126,4 +135,19 @@ export interface SessionProxyOptions<A extends string = string> {
    * @default 'route'
    */
   childConfig?: 'route' | 'all';
+  /**
+   * Where each account's session on a rotating gateway is kept (id and when it was minted, never a
+   * password): a store shared by several processes lets an account keep its IP across them.
+   * @default in memory
+   */
+  sessionStore?: SessionStore;
+  /**
+   * Re-check every active account's egress IP through its own route on an interval, so an IP
+   * that changes under a sticky session never goes unnoticed (`egress-change` event), with
+   * `onChange: 'event' | 'quarantine' | 'rotate'`; `accounts` sets it per account (`false`: off).
+   * One small request per account per interval; each account on its own random phase.
+   * @default off
+   * @example { interval: 60_000, onChange: 'quarantine', accounts: { scraper: false } }
+   */
+  watchEgress?: WatchEgressConfig;
 }

@@ -6,7 +6,7 @@
  */
 import { resolveConfig } from '../config/load.js';
 import { LOOPBACK_NO_PROXY, NoProxyMatcher } from '../proxy/no-proxy.js';
-import { parseProxy } from '../proxy/parse.js';
+import { endpointOf } from '../gateways/entry.js';
 import { UsageError, parseArgs } from './args.js';
 import type { CommandIO } from './io.js';
 
@@ -52,7 +52,8 @@ export async function runEnv(argv: readonly string[], io: CommandIO, env: NodeJS
     throw new UsageError(`unknown account "${account}" (configured: ${names.map((n) => `"${n}"`).join(', ') || 'none'})`);
   }
   const first = Array.isArray(spec) ? spec[0] : spec;
-  const url = parseProxy(first, { defaultProtocol: options.defaultProtocol }).toEnvUrl();
+  // A gateway: a fresh session of its own for the shell's programs.
+  const url = endpointOf(first, { defaultProtocol: options.defaultProtocol }).toEnvUrl();
   const noProxy = new NoProxyMatcher(options.noProxy ?? LOOPBACK_NO_PROXY).entries.join(',');
   const lines = PROXY_VARS.map((name) => `export ${name}=${shellQuote(url)}`);
   if (noProxy) lines.push(`export NO_PROXY=${shellQuote(noProxy)}`, `export no_proxy=${shellQuote(noProxy)}`);

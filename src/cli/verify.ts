@@ -6,7 +6,7 @@
 import type { ConnectionOptions } from 'node:tls';
 import { resolveConfig } from '../config/load.js';
 import { DEFAULT_EGRESS_ENDPOINTS } from '../egress/verify.js';
-import { parseProxy } from '../proxy/parse.js';
+import { endpointOf } from '../gateways/entry.js';
 import type { ProxyEndpoint } from '../proxy/endpoint.js';
 import type { ProxySpec } from '../options.js';
 import { UsageError, parseArgs } from './args.js';
@@ -86,7 +86,7 @@ export async function runVerify(argv: readonly string[], io: CommandIO, env: Nod
   const exclusive = (options as { exclusive?: boolean }).exclusive ?? Object.keys(options.accounts ?? {}).length > 0;
   const taken = new Set<string>();
   const targets = pools.map(([account, spec]) => {
-    const list = (Array.isArray(spec) ? spec : [spec]).map((p) => parseProxy(p, { defaultProtocol: options.defaultProtocol }));
+    const list = (Array.isArray(spec) ? spec : [spec]).map((p) => endpointOf(p, { defaultProtocol: options.defaultProtocol }));
     for (const p of list) scrub.add(p.getPassword());
     const proxy: ProxyEndpoint = (exclusive ? list.find((p) => !taken.has(p.identityKey)) : undefined) ?? list[0]!;
     taken.add(proxy.identityKey);

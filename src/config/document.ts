@@ -21,6 +21,7 @@
 import type { ConnectionOptions } from 'node:tls';
 import { PROXY_PROTOCOLS, isProxyEndpoint, isProxyProtocol, type ProxyProtocol } from '../proxy/endpoint.js';
 import { interpolate } from './interpolate.js';
+import { isGatewayDefinition } from '../gateways/definition.js';
 import { checkKeys, forbiddenKey, isForbiddenKey, isPlainObject, ownView, setOwn } from './keys.js';
 import { resolveFile } from './files.js';
 import { keyPath, kindOf } from './path.js';
@@ -71,11 +72,15 @@ export const RESERVED_ACCOUNT = 'default';
 export const OPTION_KEYS: readonly string[] = ['proxy', 'accounts', 'noProxy', ...BOOLEAN_KEYS, 'defaultProtocol', 'requestTls', ...Object.keys(PASS_THROUGH)];
 /** Keys only the config-file format has. */
 export const FILE_ONLY_KEYS: readonly string[] = ['$schema', 'proxyList'];
+/** Options only code can pass (an object with methods; no JSON form): checked by validateOptions, not in the schema. */
+export const CODE_ONLY_KEYS: readonly string[] = ['sessionStore'];
 export const FILE_KEYS: readonly string[] = ['$schema', 'proxy', 'proxyList', ...OPTION_KEYS.slice(1)];
 /** The keys of ProxyObjectInput, and of a proxy object in a file. */
 export const PROXY_OBJECT_KEYS: readonly string[] = ['url', 'username', 'password', 'label', 'connectTimeout', 'tls'];
 /** An account in a file may be `{ proxies, proxyList }`. */
 export const ACCOUNT_OBJECT_KEYS: readonly string[] = ['proxies', 'proxyList'];
+/** A rotating gateway's keys (src/gateways/definition.ts checks their values when the pool is parsed). */
+export const GATEWAY_OBJECT_KEYS: readonly string[] = ['gateway', 'template', 'country', 'city', 'session', 'lifetime', 'sessionId'];
 
 /** What a file-only key would be written as in code. */
 const IN_CODE: Readonly<Record<string, string>> = {
@@ -139,7 +144,11 @@ export function validateOptions(o: unknown, source = 'options', allow: readonly 
   if (o === null || typeof o !== 'object' || Array.isArray(o)) throw fail('', `options must be an object, got ${kindOf(o)}`, source);
   checkKeys(o, '', source);
   if (!isPlainObject(o)) throw fail('', `options must be a plain object, got ${kindOf(o)}`, source);
-  return validateLayer(o, { source, kind: 'code', secret: new Set(), baseDir: process.cwd() }, [...OPTION_KEYS, ...allow]);
+  const store = (o as Record<string, unknown>).sessionStore;
+  if (store !== undefined && !(store !== null && typeof store === 'object' && ['get', 'set', 'delete'].every((m) => typeof (store as Record<string, unknown>)[m] === 'function'))) {
+    throw fail('sessionStore', `expected a SessionStore (an object with get, set and delete methods), got ${kindOf(store)}`, source);
+  }
+  return validateLayer(o, { source, kind: 'code', secret: new Set(), baseDir: process.cwd() }, [...OPTION_KEYS, ...CODE_ONLY_KEYS, ...allow]);
 }
 
 function validateLayer(raw: Record<string, unknown>, c: Ctx, known: readonly string[]): Layer {
@@ -167,6 +176,7 @@ function validateLayer(raw: Record<string, unknown>, c: Ctx, known: readonly str
     if (d[key] === undefined) continue;
     layer.extra[key] = rule(d[key], key, c);
   }
+  for (const key of CODE_ONLY_KEYS) if (c.kind === 'code' && d[key] !== undefined) layer.extra[key] = d[key];
 
   if (d.proxy !== undefined || d.proxyList !== undefined) {
     const pool: PoolRef = { path: 'proxy', items: [], lists: [] };
@@ -249,13 +259,14 @@ function proxyEntry(entry: unknown, path: string, c: Ctx): ProxyRef {
     if (entry.trim() === '') throw fail(path, `expected ${PROXY_EXPECTED[c.kind]}, got an empty string`, c.source);
     return { input: entry, path };
   }
-  if (c.kind === 'code' && (isUrl(entry) || isProxyEndpoint(entry))) return { input: entry, path };
+  if (c.kind === 'code' && (isUrl(entry) || isProxyEndpoint(entry) || isGatewayDefinition(entry))) return { input: entry, path };
   if (!isPlainObject(entry)) throw fail(path, `expected ${PROXY_EXPECTED[c.kind]}, got ${kindOf(entry)}`, c.source);
   const e = ownView(entry);
+  const known = [...PROXY_OBJECT_KEYS, ...GATEWAY_OBJECT_KEYS];
   for (const key of Object.keys(e)) {
-    if (!PROXY_OBJECT_KEYS.includes(key)) {
+    if (!known.includes(key)) {
       const account = c.kind === 'code' && /^accounts[.[]/.test(path) ? '; in code an account is a proxy or an array of proxies' : '';
-      throw unknownKey(c, path, key, PROXY_OBJECT_KEYS, `a proxy object has ${PROXY_OBJECT_KEYS.join(', ')}${account}`);
+      throw unknownKey(c, path, key, known, `a proxy object has ${PROXY_OBJECT_KEYS.join(', ')}; a gateway also ${GATEWAY_OBJECT_KEYS.join(', ')}${account}`);
     }
   }
   const url = e.url;
@@ -277,6 +288,7 @@ function proxyEntry(entry: unknown, path: string, c: Ctx): ProxyRef {
     const at = keyPath(path, 'tls');
     out.tls = c.kind === 'file' ? fileTls(e.tls, at, c, c.baseDir) : codeTls(e.tls, at, PROXY_TLS_KEYS, c);
   }
+  for (const key of GATEWAY_OBJECT_KEYS) if (e[key] !== undefined) out[key] = e[key];
   return { input: out, path };
 }
 

@@ -26,7 +26,8 @@
 import { dirname } from 'node:path';
 import type { ConnectionOptions } from 'node:tls';
 import { ConfigError, ProxyUrlError } from '../errors.js';
-import { parseProxy, parseProxyList } from '../proxy/parse.js';
+import { parseProxyList } from '../proxy/parse.js';
+import { parsePoolEntry, type PoolEntry } from '../gateways/entry.js';
 import { LOOPBACK_NO_PROXY, NoProxyMatcher, readableNoProxyEntries } from '../proxy/no-proxy.js';
 import { PROXY_PROTOCOLS, type ProxyEndpoint, type ProxyProtocol } from '../proxy/endpoint.js';
 import type { SessionProxyOptions } from '../options.js';
@@ -156,13 +157,15 @@ function merge(layers: Layer[], file: string | undefined, fromParent: boolean): 
 
 const PROXY_HINT = `expected scheme://[user:pass@]host:port with scheme ${PROXY_PROTOCOLS.join(', ')}, or a vendor line host:port[:user:pass]`;
 
-function parsePool(ref: PoolRef, source: string, parseOptions: { defaultProtocol: ProxyProtocol } | undefined): ProxyEndpoint[] {
-  const out: ProxyEndpoint[] = [];
+function parsePool(ref: PoolRef, source: string, parseOptions: { defaultProtocol: ProxyProtocol } | undefined): PoolEntry[] {
+  const out: PoolEntry[] = [];
   for (const item of ref.items) {
     try {
-      out.push(parseProxy(item.input, parseOptions));
+      out.push(parsePoolEntry(item.input, { ...parseOptions, path: item.path }));
     } catch (err) {
       if (err instanceof ProxyUrlError) throw new ConfigError(`${item.path}: ${err.message}; ${PROXY_HINT} (in ${source})`, { cause: err });
+      // A gateway's checks name the key path already.
+      if (err instanceof ConfigError && !err.message.includes(' (in ')) throw new ConfigError(`${err.message} (in ${source})`, { cause: err });
       throw err;
     }
   }

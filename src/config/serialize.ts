@@ -10,7 +10,8 @@
  * servername) and the JSON-able pass-through options. Functions and other
  * TLS options (client certificates) are not.
  */
-import { parseProxy } from '../proxy/parse.js';
+import { parsePoolEntry } from '../gateways/entry.js';
+import { isGatewayDefinition } from '../gateways/definition.js';
 import { DEFAULT_CONNECT_TIMEOUT, hostForUrl, type ProxyEndpoint, type ProxyTlsOptions } from '../proxy/endpoint.js';
 import type { ProxySpec, SessionProxyOptions } from '../options.js';
 import { forbiddenKey, isForbiddenKey, own, setOwn } from './keys.js';
@@ -73,12 +74,13 @@ export function toDocument(options: SessionProxyOptions, o: SerializeOptions = {
 }
 
 function pool(spec: ProxySpec, parse: { defaultProtocol?: SessionProxyOptions['defaultProtocol'] }, active?: ProxyEndpoint): Json {
-  const list = (Array.isArray(spec) ? spec : [spec]).map((p) => parseProxy(p, parse.defaultProtocol ? { defaultProtocol: parse.defaultProtocol } : undefined));
+  const list = (Array.isArray(spec) ? spec : [spec]).map((p) => parsePoolEntry(p, parse.defaultProtocol ? { defaultProtocol: parse.defaultProtocol } : undefined));
   if (active) {
-    const at = list.findIndex((p) => p.identityKey === active.identityKey);
+    const at = list.findIndex((p) => !isGatewayDefinition(p) && p.identityKey === active.identityKey);
     if (at > 0) list.push(...list.splice(0, at));
   }
-  const out = list.map(endpointJson);
+  // A gateway travels as its configuration: the child gives its accounts sessions of its own.
+  const out = list.map((p) => (isGatewayDefinition(p) ? (p.toDocument() as Json) : endpointJson(p)));
   return out.length === 1 ? out[0]! : out;
 }
 

@@ -89,6 +89,11 @@ export const PASS_THROUGH: Readonly<Record<string, Rule>> = {
   idleTimeout: nonNegative,
   drainTimeout: nonNegative,
   childConfig: oneOf(['route', 'all']),
+  // Checked in depth by egress/watch.ts (checkWatchOptions) when the manager is built.
+  watchEgress: (v, path, c) => {
+    if (!isPlainObject(v)) throw fail(path, `expected an object (e.g. { "interval": 60000, "onChange": "quarantine" }), got ${kindOf(v)}`, c.source);
+    return v;
+  },
 };
 
 export const checkBoolean = bool;

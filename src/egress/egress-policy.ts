@@ -5,6 +5,9 @@
  * - verifyEvery: periodically;
  * - onMismatch 'quarantine': a failed verification stops the account's
  *   traffic (typed errors) until a later verification succeeds.
+ * - hold (the egress watch's 'quarantine'): stops the account's traffic until
+ *   released — by an accepted verification or a rotation, not by a later
+ *   verification that merely succeeds.
  * The gate is awaited when a tunnel opens, never per request, so a verified
  * account pays nothing.
  */
@@ -24,20 +27,34 @@ export interface EgressPolicyOptions {
 export class EgressPolicy {
   private readonly pending = new Map<string, Promise<void>>();
   private readonly quarantined = new Map<string, SessionProxyError>();
+  private readonly held = new Map<string, SessionProxyError>();
   private timer: NodeJS.Timeout | undefined;
 
   constructor(readonly o: EgressPolicyOptions, private readonly verify: (account: string) => Promise<unknown>) {}
 
   /** What a tunnel for `account` must wait for, if anything. */
   gate(account: string): Promise<void> | undefined {
-    const q = this.quarantined.get(account);
+    const q = this.held.get(account) ?? this.quarantined.get(account);
     if (q) return Promise.reject(q);
     return this.pending.get(account);
   }
 
   /** The error that stops a quarantined account's traffic at routing time. */
   quarantineError(account: string): SessionProxyError | undefined {
-    return this.quarantined.get(account);
+    return this.held.get(account) ?? this.quarantined.get(account);
+  }
+
+  /** Stops the account's traffic with `error` until release(). */
+  hold(account: string, error: SessionProxyError): void {
+    this.held.set(account, error);
+  }
+
+  release(account: string): void {
+    this.held.delete(account);
+  }
+
+  isHeld(account: string): boolean {
+    return this.held.has(account);
   }
 
   /** Every verification's outcome, however it was started: quarantine on failure (if so configured), lift on success. */
@@ -70,6 +87,7 @@ export class EgressPolicy {
   forget(account: string): void {
     this.pending.delete(account);
     this.quarantined.delete(account);
+    this.held.delete(account);
   }
 
   close(): void {

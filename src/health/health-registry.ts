@@ -34,9 +34,10 @@ export class HealthRegistry {
     this.o = healthDefaults(options);
   }
 
+  /** Per health key: a proxy's identity, or a gateway (every session of one gateway host shares its health). */
   of(proxy: ProxyEndpoint): ProxyHealth {
-    let h = this.states.get(proxy.identityKey);
-    if (!h) this.states.set(proxy.identityKey, (h = new ProxyHealth(proxy, this.o)));
+    let h = this.states.get(proxy.healthKey);
+    if (!h) this.states.set(proxy.healthKey, (h = new ProxyHealth(proxy, this.o)));
     return h;
   }
 

@@ -41,6 +41,18 @@ export interface ProxyInfo {
   host: string;
   port: number;
   label: string;
+  /** A rotating gateway's session: the preset (or `template`) and the session id its credentials carry. */
+  gateway?: string;
+  session?: string;
+}
+
+/** A session endpoint of a rotating gateway (src/gateways/): no secrets. */
+export interface EndpointGateway {
+  readonly name: string;
+  /** Undefined: the sessionless (rotating) form. */
+  readonly session: string | undefined;
+  /** Shared by every session of one gateway: its health is per gateway host. */
+  readonly key: string;
 }
 
 /** Already-normalized fields; `parseProxy` is the friendly way to get here. */
@@ -54,6 +66,8 @@ export interface ProxyEndpointInit {
   label?: string;
   tls?: ProxyTlsOptions;
   connectTimeout?: number;
+  /** Set by a gateway definition for the endpoints of its sessions. */
+  gateway?: EndpointGateway;
 }
 
 export const PROXY_PROTOCOLS: readonly ProxyProtocol[] = Object.freeze([
@@ -130,6 +144,8 @@ export class ProxyEndpoint {
   readonly connectTimeout: number;
   /** Whether target host names are resolved by the proxy. socks4 can only carry an IPv4 address. */
   readonly remoteDns: boolean;
+  /** A rotating gateway's session (src/gateways/), if this endpoint is one. */
+  readonly gateway: EndpointGateway | undefined;
   readonly #password: string | undefined;
 
   constructor(init: ProxyEndpointInit) {
@@ -161,6 +177,7 @@ export class ProxyEndpoint {
     this.tls = init.tls === undefined ? undefined : checkTls(init.tls);
     this.connectTimeout = init.connectTimeout === undefined ? DEFAULT_CONNECT_TIMEOUT : checkTimeout(init.connectTimeout);
     this.remoteDns = this.protocol !== 'socks4';
+    this.gateway = init.gateway === undefined ? undefined : Object.freeze({ name: String(init.gateway.name), session: init.gateway.session, key: String(init.gateway.key) });
     Object.freeze(this);
   }
 
@@ -193,6 +210,11 @@ export class ProxyEndpoint {
 
   #identityKey: string | undefined;
 
+  /** What health is kept per: the gateway for its sessions (one host, one health), the identity otherwise. */
+  get healthKey(): string {
+    return this.gateway?.key ?? this.identityKey;
+  }
+
   #computeIdentityKey(): string {
     const digest =
       this.#password === undefined ? null : createHmac('sha256', identitySalt()).update(this.#password).digest('hex');
@@ -214,7 +236,12 @@ export class ProxyEndpoint {
   }
 
   info(): ProxyInfo {
-    return { url: this.url, protocol: this.protocol, host: this.host, port: this.port, label: this.label };
+    const info: ProxyInfo = { url: this.url, protocol: this.protocol, host: this.host, port: this.port, label: this.label };
+    if (this.gateway) {
+      info.gateway = this.gateway.name;
+      if (this.gateway.session !== undefined) info.session = this.gateway.session;
+    }
+    return info;
   }
 
   toString(): string {
@@ -226,7 +253,7 @@ export class ProxyEndpoint {
   }
 
   [inspect.custom](): string {
-    return `ProxyEndpoint <${this.url}>`;
+    return `ProxyEndpoint <${this.url}>${this.gateway?.session !== undefined ? ` (${this.gateway.name} session ${this.gateway.session})` : ''}`;
   }
 
   #userinfo(password: string | undefined): string {

@@ -11,7 +11,8 @@ export const DEFAULT_ACCOUNT = 'default';
 
 export interface AccountPool {
   readonly name: string;
-  readonly proxies: readonly ProxyEndpoint[];
+  /** Replaced (never mutated) when a gateway entry moves to a new session: see replace(). */
+  proxies: readonly ProxyEndpoint[];
   active: number;
 }
 
@@ -74,6 +75,16 @@ export class AccountPools {
     else this.addresses.delete(key);
   }
 
+  /** Swaps one entry of a pool (a gateway's new session: same host and port, another identity). */
+  replace(account: string, index: number, endpoint: ProxyEndpoint): void {
+    const pool = this.require(account);
+    const old = pool.proxies[index];
+    if (!old) throw new RangeError(`account "${account}" has no pool entry ${index}`);
+    this.count(old, -1);
+    this.count(endpoint, 1);
+    pool.proxies = pool.proxies.map((p, i) => (i === index ? endpoint : p));
+  }
+
   names(): string[] {
     return [...this.pools.keys()];
   }
@@ -86,6 +97,13 @@ export class AccountPools {
   holders(identityKey: string): string[] {
     const out: string[] = [];
     for (const pool of this.pools.values()) if (pool.proxies[pool.active].identityKey === identityKey) out.push(pool.name);
+    return out;
+  }
+
+  /** Accounts whose active proxy shares this health key (every session of one gateway does). */
+  healthHolders(healthKey: string): string[] {
+    const out: string[] = [];
+    for (const pool of this.pools.values()) if (pool.proxies[pool.active].healthKey === healthKey) out.push(pool.name);
     return out;
   }
 

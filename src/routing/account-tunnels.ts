@@ -22,6 +22,8 @@ export interface AccountTunnelDeps {
   readonly opened: (account: string, proxy: ProxyEndpoint, socket: Socket, latencyMs: number) => void;
   /** Records the failure; returns the account's active proxy afterwards (a different one if it failed over). */
   readonly failed: (account: string, proxy: ProxyEndpoint, error: Error) => ProxyEndpoint | undefined;
+  /** The endpoint one connection of `proxy` really dials, if not `proxy` itself (a per-connection gateway's fresh session). */
+  readonly via?: (proxy: ProxyEndpoint) => ProxyEndpoint | undefined;
 }
 
 export type TunnelOpener = (target: TunnelTarget, signal?: AbortSignal) => Promise<Socket>;
@@ -38,14 +40,16 @@ export class AccountTunnels {
     const gate = probe ? undefined : this.deps.gate(account);
     if (gate) await gate;
     const started = performance.now();
+    const via = this.deps.via?.(proxy);
     try {
-      const socket = await openTunnel(proxy, target, { account, signal });
+      const socket = await openTunnel(via ?? proxy, target, { account, signal });
       this.deps.opened(account, proxy, socket, Math.round(performance.now() - started));
       return socket;
     } catch (err) {
       if (!(err instanceof ProxyConnectError)) throw err;
       const now = this.deps.failed(account, proxy, err);
-      if (mayRetry && now && now.identityKey !== proxy.identityKey && !signal?.aborted) {
+      // A per-connection gateway's retry is a fresh session on the same entry.
+      if (mayRetry && now && (now.identityKey !== proxy.identityKey || via !== undefined) && !signal?.aborted) {
         return this.open(account, now, target, signal, false, probe);
       }
       throw err;

@@ -29,11 +29,18 @@ export interface RetireCounts {
   readonly draining: number;
 }
 
+/**
+ * Why an account moved: `manual` rotate(), `failover` off a proxy in cooldown; on a gateway (a new
+ * session): `session-failed` (its exit failed while the gateway works), `lifetime` (shortly before the
+ * vendor ends it), `egress-change` (the watch saw its IP change), `same-ip` (it shared an IP with another account).
+ */
+export type MoveReason = 'manual' | 'failover' | 'session-failed' | 'lifetime' | 'egress-change' | 'same-ip';
+
 export interface MoveEvent extends RetireCounts {
   readonly account: string;
   readonly from: ProxyInfo;
   readonly to: ProxyInfo;
-  readonly reason: 'manual' | 'failover';
+  readonly reason: MoveReason;
 }
 
 export interface RotationDeps {
@@ -43,6 +50,8 @@ export interface RotationDeps {
   /** Moves the account's connections off `from`: drains them, or cuts them at once with closeExisting. */
   readonly retire: (account: string, from: ProxyEndpoint, closeExisting: boolean) => RetireCounts;
   readonly moved: (event: MoveEvent) => void;
+  /** A new session for a sticky gateway entry (src/gateways/sessions.ts); undefined for any other proxy. */
+  readonly renew?: (from: ProxyEndpoint) => ProxyEndpoint | undefined;
 }
 
 export class Rotation {
@@ -81,18 +90,40 @@ export class Rotation {
    * one-proxy pool, or every other proxy held by another account or down),
    * never a silent stay on the same proxy.
    */
-  rotate(account: string, closeExisting: boolean): ProxyEndpoint {
+  rotate(account: string, closeExisting: boolean, reason: MoveReason = 'manual'): ProxyEndpoint {
     const pool = this.deps.accounts.require(account);
+    // On a gateway, rotating is a new session on the same URL (the gateway picks the IP).
+    const minted = this.renewSession(account, reason, closeExisting);
+    if (minted) return minted;
     if (this.nextIndex(pool) === undefined) {
       const why = pool.proxies.length === 1 ? `the pool has one proxy, ${pool.proxies[0]}` : `no other proxy of the pool is available: ${this.describe(pool)}`;
       throw new ProxyUnavailableError(`cannot rotate: ${why}`, { account });
     }
-    return this.move(account, 'manual', closeExisting);
+    return this.move(account, reason, closeExisting);
   }
 
-  /** A proxy went into cooldown: every account holding it with failover on moves, if it can. */
+  /**
+   * Moves the account to a new session of its active gateway entry and drains the old session's
+   * connections like a rotation. `expect`: only if that is still the active entry (a timer or a
+   * failure that raced a rotation does nothing). Undefined when the active entry is no sticky session.
+   */
+  renewSession(account: string, reason: MoveReason, closeExisting = false, expect?: ProxyEndpoint): ProxyEndpoint | undefined {
+    const pool = this.deps.accounts.get(account);
+    if (!pool) return undefined;
+    const from = pool.proxies[pool.active];
+    if (expect !== undefined && from !== expect) return undefined;
+    const to = this.deps.renew?.(from);
+    if (!to) return undefined;
+    // Switch first, synchronously: requests created from now on use the new session.
+    this.deps.accounts.replace(account, pool.active, to);
+    const counts = this.deps.retire(account, from, closeExisting);
+    this.deps.moved({ account, from: from.info(), to: to.info(), reason, ...counts });
+    return to;
+  }
+
+  /** A proxy (or a whole gateway) went into cooldown: every account holding it with failover on moves, if it can. */
   failover(proxy: ProxyEndpoint): void {
-    for (const account of this.deps.accounts.holders(proxy.identityKey)) {
+    for (const account of this.deps.accounts.healthHolders(proxy.healthKey)) {
       const pool = this.deps.accounts.get(account)!;
       if (this.failoverOn(pool) && this.nextIndex(pool) !== undefined) this.move(account, 'failover', false);
     }
@@ -127,7 +158,7 @@ export class Rotation {
     return choose(this.o.strategy, pool.active, pool.proxies.length, candidates)?.index;
   }
 
-  private move(account: string, reason: 'manual' | 'failover', closeExisting: boolean): ProxyEndpoint {
+  private move(account: string, reason: MoveReason, closeExisting: boolean): ProxyEndpoint {
     const pool = this.deps.accounts.require(account);
     const from = pool.proxies[pool.active];
     const next = this.nextIndex(pool);

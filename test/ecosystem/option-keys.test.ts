@@ -9,7 +9,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import ts from 'typescript';
 import { describe, expect, it } from 'vitest';
-import { ACCOUNT_OBJECT_KEYS, FILE_KEYS, FILE_ONLY_KEYS, OPTION_KEYS, PROXY_OBJECT_KEYS } from '../../src/config/document.js';
+import { ACCOUNT_OBJECT_KEYS, CODE_ONLY_KEYS, FILE_KEYS, FILE_ONLY_KEYS, GATEWAY_OBJECT_KEYS, OPTION_KEYS, PROXY_OBJECT_KEYS } from '../../src/config/document.js';
 import { FILE_TLS_KEYS, PROXY_TLS_KEYS, REQUEST_TLS_KEYS, TLS_DESTINATION_KEYS } from '../../src/config/tls.js';
 import { HEALTH_CHECK_RULES, HEALTH_RULES } from '../../src/config/values.js';
 import { root } from './support/run.js';
@@ -24,7 +24,7 @@ const without = (keys: readonly string[], drop: readonly string[]): string[] => 
 
 /** The TypeScript side: property names of exported interfaces, and of the types of their properties. */
 const types = (() => {
-  const files = ['src/options.ts', 'src/proxy/endpoint.ts'].map((f) => join(root, f));
+  const files = ['src/options.ts', 'src/proxy/endpoint.ts', 'src/gateways/definition.ts'].map((f) => join(root, f));
   const program = ts.createProgram(files, {
     target: ts.ScriptTarget.ES2022,
     module: ts.ModuleKind.NodeNext,
@@ -49,7 +49,11 @@ const types = (() => {
   };
   const options = exported('src/options.ts', 'SessionProxyOptions');
   const proxyObject = exported('src/proxy/endpoint.ts', 'ProxyObjectInput');
+  const gateway = exported('src/gateways/definition.ts', 'GatewayInput');
   return {
+    gateway: keys(gateway),
+    gatewayTemplate: keys(property(gateway, 'template')),
+    watchEgress: keys(property(options, 'watchEgress')),
     options: keys(options),
     health: keys(property(options, 'health')),
     healthCheck: keys(property(options, 'healthCheck')),
@@ -68,14 +72,21 @@ describe('option keys: TypeScript, JSON schema and validator agree', () => {
   });
 
   it('top level: SessionProxyOptions = the schema’s properties minus the file-only ones = the validator’s keys', () => {
-    expect(without(schemaKeys(schema), FILE_ONLY_KEYS)).toEqual(types.options);
-    expect(sorted(OPTION_KEYS)).toEqual(types.options);
+    // Code-only options (an object with methods, e.g. sessionStore) have no JSON form.
+    expect(without(schemaKeys(schema), FILE_ONLY_KEYS)).toEqual(without(types.options, CODE_ONLY_KEYS));
+    expect(sorted([...OPTION_KEYS, ...CODE_ONLY_KEYS])).toEqual(types.options);
     expect(sorted(FILE_KEYS)).toEqual(schemaKeys(schema));
   });
 
-  it('a proxy object: ProxyObjectInput = $defs.proxyObject = the validator’s keys', () => {
-    expect(schemaKeys(schema.$defs.proxyObject)).toEqual(types.proxyObject);
+  it('a proxy object: ProxyObjectInput ∪ GatewayInput = $defs.proxyObject = the validator’s keys', () => {
+    expect(schemaKeys(schema.$defs.proxyObject)).toEqual(sorted([...new Set([...types.proxyObject, ...types.gateway])]));
     expect(sorted(PROXY_OBJECT_KEYS)).toEqual(types.proxyObject);
+    expect(sorted(GATEWAY_OBJECT_KEYS)).toEqual(without(types.gateway, types.proxyObject));
+  });
+
+  it('a gateway template and watchEgress: their TypeScript interfaces = the schema’s', () => {
+    expect(schemaKeys(schema.$defs.gatewayTemplate)).toEqual(types.gatewayTemplate);
+    expect(schemaKeys(schema.properties.watchEgress)).toEqual(types.watchEgress);
   });
 
   it('a proxy’s tls: ProxyTlsOptions = $defs.tls minus caFile = the validator’s keys in code; the schema’s = the validator’s in files', () => {
@@ -99,7 +110,7 @@ describe('option keys: TypeScript, JSON schema and validator agree', () => {
   });
 
   it('every nested object of the schema is closed and compared above', () => {
-    const compared = new Set(['proxyObject', 'tls', 'accountObject']);
+    const compared = new Set(['proxyObject', 'tls', 'accountObject', 'gatewayTemplate']);
     for (const [name, def] of Object.entries(schema.$defs as Record<string, { type?: string; additionalProperties?: unknown }>)) {
       if (def.type !== 'object') continue;
       expect(def.additionalProperties, name).toBe(false);
@@ -108,7 +119,7 @@ describe('option keys: TypeScript, JSON schema and validator agree', () => {
     for (const [key, node] of Object.entries(schema.properties as Record<string, { type?: string; additionalProperties?: unknown }>)) {
       if (node.type !== 'object' || key === 'accounts') continue;
       expect(node.additionalProperties, key).toBe(false);
-      expect(['health', 'healthCheck'], `${key} is compared with a TypeScript interface`).toContain(key);
+      expect(['health', 'healthCheck', 'watchEgress'], `${key} is compared with a TypeScript interface`).toContain(key);
     }
     // The file-only account object has no TypeScript counterpart: it agrees with the validator.
     expect(schemaKeys(schema.$defs.accountObject)).toEqual(sorted(ACCOUNT_OBJECT_KEYS));

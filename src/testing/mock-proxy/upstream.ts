@@ -23,12 +23,13 @@ export async function resolveTarget(ctx: ProxyContext, host: string): Promise<st
   return address;
 }
 
-export async function connectUpstream(ctx: ProxyContext, host: string, port: number): Promise<net.Socket> {
+/** `localAddress`: the egress this connection leaves from (the mock gateway's per-session address); default the proxy's. */
+export async function connectUpstream(ctx: ProxyContext, host: string, port: number, localAddress = ctx.options.egressIp): Promise<net.Socket> {
   const address = await resolveTarget(ctx, host);
   if (ctx.closed) throw new Error('mock proxy closed');
   return new Promise<net.Socket>((resolve, reject) => {
     const options: net.NetConnectOpts = { host: address, port, allowHalfOpen: true };
-    if (ctx.options.egressIp !== undefined) options.localAddress = ctx.options.egressIp;
+    if (localAddress !== undefined) options.localAddress = localAddress;
     const socket = directConnect(options);
     ctx.track(socket);
     const fail = (error: Error): void => {
