@@ -6,7 +6,7 @@ export type { SessionProxyOptions, ProxySpec } from './options.js';
 export { install, getManager, withProxy, rotate, verifyEgress, uninstall } from './global.js';
 export { parseProxy, parseProxyList } from './proxy/parse.js';
 export { ProxyEndpoint, isProxyEndpoint } from './proxy/endpoint.js';
-export type { ProxyInput, ProxyInfo, ProxyProtocol, ProxyObjectInput, ProxyTlsOptions, ParseOptions } from './proxy/endpoint.js';
+export type { ProxyInput, ProxyInfo, ProxyProtocol, ProxyObjectInput, ProxyTlsOptions, ProxyTlsKey, ParseOptions } from './proxy/endpoint.js';
 export { NoProxyMatcher, LOOPBACK_NO_PROXY } from './proxy/no-proxy.js';
 export { DEFAULT_EGRESS_ENDPOINTS } from './egress/verify.js';
 export type { EgressOptions, EgressResult } from './egress/verify.js';

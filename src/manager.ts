@@ -50,6 +50,7 @@ import { publish } from './diagnostics.js';
 import type { ProxySpec, SessionProxyOptions } from './options.js';
 import { buildStats, type ManagerStats } from './health/stats.js';
 import { checkOptions } from './config/load.js';
+import { Trust } from './trust/trust.js';
 
 export interface RotateOptions {
   /**
@@ -128,6 +129,8 @@ export class SessionProxyManager extends EventEmitter<SessionProxyEvents> {
   /** Socket-level tunnels by account, for rotate() to drain or cut. */
   private readonly socketTunnels = new SocketTunnelRegistry();
   private readonly drain: ConnectionDrain;
+  /** `systemCa`: the OS's CAs for the library's own TLS connections (targets and https proxies). */
+  private readonly trust: Trust;
 
   constructor(options: SessionProxyOptions = {}) {
     super();
@@ -136,6 +139,7 @@ export class SessionProxyManager extends EventEmitter<SessionProxyEvents> {
     // in every message, no password in any; a "__proto__" key anywhere is refused.
     checkOptions(options);
     this.options = Object.freeze({ ...options });
+    this.trust = new Trust(options.systemCa ?? false);
     const drainTimeout = options.drainTimeout ?? 30_000;
     this.drain = new ConnectionDrain(drainTimeout, (socket) => servedRoute(socket) !== undefined);
     if (options.proxy !== undefined) this.accounts.set(DEFAULT_ACCOUNT, this.parsePool(DEFAULT_ACCOUNT, options.proxy));
@@ -170,7 +174,7 @@ export class SessionProxyManager extends EventEmitter<SessionProxyEvents> {
         this.rotation.failover(proxy);
       },
       up: (proxy, h) => this.emitHealth('proxyUp', 'proxy-up', { proxy: proxy.info(), accounts: this.accounts.holders(proxy.identityKey), latencyMs: h.lastLatencyMs }),
-    });
+    }, this.trust);
     this.egress = new EgressPolicy(options, (account) => this.verifyEgress(account));
     this.tunnels = new AccountTunnels({
       gate: (account) => this.egress.gate(account),
@@ -179,8 +183,9 @@ export class SessionProxyManager extends EventEmitter<SessionProxyEvents> {
         this.traffic.tunnel(account, proxy.identityKey, socket, latencyMs);
       },
       failed: (account, proxy, error) => this.onTunnelFailure(account, proxy, error),
+      trust: this.trust,
     });
-    this.connections = new ConnectionPools((account, proxy) => this.tunnels.opener(account, proxy), options.requestTls, drainTimeout);
+    this.connections = new ConnectionPools((account, proxy) => this.tunnels.opener(account, proxy), this.trust.forTarget(options.requestTls), drainTimeout);
     this.leaks = new LeakPolicy(options.strict ?? true, (event) => this.emit('leak', event));
     this.router = new Router({
       pools: this.accounts,
@@ -229,6 +234,7 @@ export class SessionProxyManager extends EventEmitter<SessionProxyEvents> {
               pools: this.connections,
               isProxyAddress: (t) => this.isProxyAddress(t),
               requestTls: this.options.requestTls,
+              trust: this.trust,
               onRequest: () => undiciLayer.reassert(),
             }),
         },
@@ -399,6 +405,7 @@ export class SessionProxyManager extends EventEmitter<SessionProxyEvents> {
     this.undiciLayer?.reassert();
     const proxy = this.accounts.active(account);
     const opts: EgressOptions = { requestTls: this.options.requestTls, endpoints: this.options.egressEndpoints, ...options };
+    opts.requestTls = this.trust.forTarget(opts.requestTls);
     try {
       const result = await probeEgress(account, proxy, this.egressPath(account), opts);
       if (options.compareDirect) {

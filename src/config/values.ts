@@ -88,6 +88,7 @@ export const PASS_THROUGH: Readonly<Record<string, Rule>> = {
   onMismatch: oneOf(['error', 'quarantine']),
   idleTimeout: nonNegative,
   drainTimeout: nonNegative,
+  systemCa: bool,
 };
 
 export const checkBoolean = bool;

@@ -15,6 +15,7 @@ import { ProxyConnectError } from '../errors.js';
 import type { ProxyEndpoint } from '../proxy/endpoint.js';
 import { openTunnel } from '../tunnel/open-tunnel.js';
 import type { TunnelTarget } from '../tunnel/target.js';
+import type { Trust } from '../trust/trust.js';
 
 export interface AccountTunnelDeps {
   /** Resolves when the account may open tunnels (verification gate); rejects when quarantined. */
@@ -22,6 +23,8 @@ export interface AccountTunnelDeps {
   readonly opened: (account: string, proxy: ProxyEndpoint, socket: Socket, latencyMs: number) => void;
   /** Records the failure; returns the account's active proxy afterwards (a different one if it failed over). */
   readonly failed: (account: string, proxy: ProxyEndpoint, error: Error) => ProxyEndpoint | undefined;
+  /** `systemCa` for https proxies. */
+  readonly trust?: Trust;
 }
 
 export type TunnelOpener = (target: TunnelTarget, signal?: AbortSignal) => Promise<Socket>;
@@ -39,7 +42,7 @@ export class AccountTunnels {
     if (gate) await gate;
     const started = performance.now();
     try {
-      const socket = await openTunnel(proxy, target, { account, signal });
+      const socket = await openTunnel(proxy, target, { account, signal, trust: this.deps.trust });
       this.deps.opened(account, proxy, socket, Math.round(performance.now() - started));
       return socket;
     } catch (err) {
