@@ -47,6 +47,11 @@ export interface SystemStore {
 /** The OS's CA certificates (see the file comment for how each Node gets them). */
 export function readSystemStore(env: NodeJS.ProcessEnv = process.env): SystemStore {
   if (getCACertificates) return { certificates: getCACertificates('system'), source: "Node's system store (tls.getCACertificates('system'))" };
+  return readSystemBundle(env);
+}
+
+/** Node 20's way: the PEM bundle file, `SSL_CERT_FILE` or the first of SYSTEM_BUNDLES that exists. */
+export function readSystemBundle(env: NodeJS.ProcessEnv = process.env): SystemStore {
   const file = env.SSL_CERT_FILE || SYSTEM_BUNDLES.find((f) => fs.existsSync(f));
   if (!file) return { certificates: [], source: `no CA bundle (SSL_CERT_FILE unset, none of ${SYSTEM_BUNDLES.join(', ')})` };
   try {

@@ -31,8 +31,9 @@ export function proxyTlsOptions(proxy: ProxyEndpoint, trust?: Trust): Connection
 }
 
 // Alerts a TLS server sends about the certificate it received — only a client sends one, so they are about ours.
-const CERTIFICATE_ALERT = /^ERR_SSL_(?:SSLV3|TLSV1|TLSV13)_ALERT_(CERTIFICATE_REQUIRED|BAD_CERTIFICATE|UNSUPPORTED_CERTIFICATE|CERTIFICATE_REVOKED|CERTIFICATE_EXPIRED|CERTIFICATE_UNKNOWN|UNKNOWN_CA|ACCESS_DENIED)$/;
-const HANDSHAKE_FAILURE = 'ERR_SSL_SSLV3_ALERT_HANDSHAKE_FAILURE';
+// The prefix is OpenSSL's and moves between versions (3.0 `SSLV3_ALERT_…`, 3.5 `SSL/TLS_ALERT_…`; `TLSV1_`, `TLSV13_`).
+const CERTIFICATE_ALERT = /^ERR_SSL_[A-Z0-9/]+_ALERT_(CERTIFICATE_REQUIRED|BAD_CERTIFICATE|UNSUPPORTED_CERTIFICATE|CERTIFICATE_REVOKED|CERTIFICATE_EXPIRED|CERTIFICATE_UNKNOWN|UNKNOWN_CA|ACCESS_DENIED)$/;
+const HANDSHAKE_FAILURE = /^ERR_SSL_[A-Z0-9/]+_ALERT_HANDSHAKE_FAILURE$/;
 
 /**
  * The message of a ProxyAuthError when `err` is an https proxy refusing our
@@ -53,7 +54,7 @@ export function clientCertificateRefusal(err: unknown, proxy: ProxyEndpoint): st
       ? `proxy refused the client certificate (TLS alert: ${name})`
       : `proxy requires a client certificate and none is configured (TLS alert: ${name}); give the proxy tls: { cert, key }`;
   }
-  if (code === HANDSHAKE_FAILURE && !sent) {
+  if (HANDSHAKE_FAILURE.test(code) && !sent) {
     return 'proxy ended the TLS handshake (TLS alert: handshake failure), as a proxy that requires a client certificate does when none is sent; give the proxy tls: { cert, key }';
   }
   return undefined;
