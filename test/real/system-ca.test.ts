@@ -14,7 +14,7 @@ import https from 'node:https';
 import os from 'node:os';
 import path from 'node:path';
 import { X509Certificate } from 'node:crypto';
-import type { ConnectionOptions } from 'node:tls';
+import tls, { type ConnectionOptions } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { request as undiciRequest } from 'undici';
@@ -133,6 +133,23 @@ describe('systemCa: targets', () => {
       // The probe of verifyEgress too.
       const r = await manager.verifyEgress(undefined, { endpoints: [`${echo.httpsUrl}/ip`] });
       expect(r.ip).toBe(EGRESS);
+    } finally {
+      await manager.uninstall();
+    }
+  });
+});
+
+describe('requestTls and the caller’s own TLS settings (http layer)', () => {
+  const getVia = (o: https.RequestOptions): Promise<Ip> =>
+    new Promise((resolve, reject) => https.get(`${echo.httpsUrl}/own`, o, (res) => readJson<Ip>(res).then(resolve, reject)).on('error', reject));
+
+  it('a caller agent’s ca wins over requestTls’s secureContext (trust comes from one source); without one, requestTls’s context applies', async () => {
+    const elsewhere = tls.createSecureContext({ ca: tls.rootCertificates as string[] });
+    const manager = new SessionProxyManager({ proxy: proxy.url, noProxy: [], requestTls: { secureContext: elsewhere } }).install();
+    try {
+      expect((await getVia({ agent: new https.Agent({ ca: testCa }) })).ip).toBe(EGRESS);
+      expect((await getVia({ ca: testCa })).ip).toBe(EGRESS);
+      await expect(getVia({})).rejects.toThrow(/self[- ]signed|unable to (get|verify)/i);
     } finally {
       await manager.uninstall();
     }
