@@ -7,7 +7,7 @@ export type { SessionProxyOptions, ProxySpec, PoolEntryInput } from './options.j
 export { install, getManager, withProxy, rotate, verifyEgress, uninstall } from './global.js';
 export { parseProxy, parseProxyList } from './proxy/parse.js';
 export { ProxyEndpoint, isProxyEndpoint } from './proxy/endpoint.js';
-export type { ProxyInput, ProxyInfo, ProxyProtocol, ProxyObjectInput, ProxyTlsOptions, ParseOptions } from './proxy/endpoint.js';
+export type { ProxyInput, ProxyInfo, ProxyProtocol, ProxyObjectInput, ProxyTlsOptions, ProxyTlsKey, ParseOptions } from './proxy/endpoint.js';
 export { NoProxyMatcher, LOOPBACK_NO_PROXY } from './proxy/no-proxy.js';
 export { GatewayDefinition, isGatewayDefinition } from './gateways/definition.js';
 export type { GatewayInput, GatewayTemplateInput, SessionMode } from './gateways/definition.js';

@@ -52,6 +52,7 @@ import { publish } from './diagnostics.js';
 import type { ProxySpec, SessionProxyOptions } from './options.js';
 import { buildStats, type ManagerStats } from './health/stats.js';
 import { checkOptions } from './config/load.js';
+import { Trust } from './trust/trust.js';
 
 export interface RotateOptions {
   /**
@@ -162,6 +163,8 @@ export class SessionProxyManager<A extends string = string> extends EventEmitter
   /** Each account's session on each rotating gateway of its pool. */
   private readonly sessions: GatewaySessions;
   private readonly watch: EgressWatch;
+  /** `systemCa`: the OS's CAs for the library's own TLS connections (targets and https proxies). */
+  private readonly trust: Trust;
 
   constructor(options?: SessionProxyOptions<A>);
   constructor(options: SessionProxyOptions = {}) {
@@ -179,6 +182,7 @@ export class SessionProxyManager<A extends string = string> extends EventEmitter
       identity: (account) => (this.accounts.get(account) ? this.accounts.active(account).identityKey : undefined),
       check: (account) => this.watchCheck(account),
     });
+    this.trust = new Trust(options.systemCa ?? false);
     const drainTimeout = options.drainTimeout ?? 30_000;
     this.drain = new ConnectionDrain(drainTimeout, (socket) => servedRoute(socket) !== undefined);
     if (options.proxy !== undefined) this.accounts.set(DEFAULT_ACCOUNT, this.parsePool(DEFAULT_ACCOUNT, options.proxy));
@@ -214,7 +218,7 @@ export class SessionProxyManager<A extends string = string> extends EventEmitter
         this.rotation.failover(proxy);
       },
       up: (proxy, h) => this.emitHealth('proxyUp', 'proxy-up', { proxy: proxy.info(), accounts: this.accounts.healthHolders(proxy.healthKey), latencyMs: h.lastLatencyMs }),
-    });
+    }, this.trust);
     this.egress = new EgressPolicy(options, (account) => this.verifyEgress(account as A));
     this.tunnels = new AccountTunnels({
       gate: (account) => this.egress.gate(account),
@@ -224,8 +228,9 @@ export class SessionProxyManager<A extends string = string> extends EventEmitter
       },
       failed: (account, proxy, error) => this.onTunnelFailure(account, proxy, error),
       via: (proxy) => this.sessions.perConnection(proxy),
+      trust: this.trust,
     });
-    this.connections = new ConnectionPools((account, proxy) => this.tunnels.opener(account, proxy), options.requestTls, drainTimeout);
+    this.connections = new ConnectionPools((account, proxy) => this.tunnels.opener(account, proxy), this.trust.forTarget(options.requestTls), drainTimeout);
     this.leaks = new LeakPolicy(options.strict ?? true, (event) => this.emit('leak', event));
     this.router = new Router({
       pools: this.accounts,
@@ -279,6 +284,7 @@ export class SessionProxyManager<A extends string = string> extends EventEmitter
               pools: this.connections,
               isProxyAddress: (t) => this.isProxyAddress(t),
               requestTls: this.options.requestTls,
+              trust: this.trust,
               onRequest: () => undiciLayer.reassert(),
             }),
         },
@@ -471,6 +477,7 @@ export class SessionProxyManager<A extends string = string> extends EventEmitter
     const proxy = this.accounts.active(account);
     const { compareDirect, accept, ...egressOptions } = options;
     const opts: EgressOptions = { requestTls: this.options.requestTls, endpoints: this.options.egressEndpoints, ...egressOptions };
+    opts.requestTls = this.trust.forTarget(opts.requestTls);
     let result: EgressResult;
     try {
       result = await probeEgress(account, proxy, this.egressPath(account), opts);

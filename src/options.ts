@@ -59,10 +59,26 @@ export interface SessionProxyOptions<A extends string = string> {
    */
   defaultProtocol?: ProxyProtocol;
   /**
-   * TLS options for connections to *targets* opened by the fetch/undici
-   * layer (the http layer uses each request's own options), e.g. `{ ca }`.
+   * TLS options for connections to *targets* opened by the layers the
+   * library owns: fetch/undici and the global WebSocket; for http/https and
+   * ws, the options a request (or its agent) does not set itself. A `ca`
+   * replaces Node's roots: `{ ca: [...tls.rootCertificates, corporateCa] }`
+   * keeps them.
+   * @example { ca: readFileSync('corp-ca.pem') }
    */
   requestTls?: ConnectionOptions;
+  /**
+   * Trust the operating system's CA store in addition to Node's roots (or
+   * to a connection's own `ca`) for the library's own TLS connections: to
+   * targets from fetch/undici, http/https, ws and the global WebSocket, and
+   * to https:// proxies. Node ≥ 22.15 reads the store itself
+   * (`tls.getCACertificates('system')`); Node 20 reads the OS bundle file:
+   * `SSL_CERT_FILE`, else the first of `/etc/ssl/certs/ca-certificates.crt`
+   * and the like. Clients the library only relays (an app's own undici
+   * Pool, http2, grpc-js) need Node's `--use-system-ca`.
+   * @default false
+   */
+  systemCa?: boolean;
   /**
    * Tunnel connections the HTTP layers do not see (an app's own undici
    * Agent/Pool — ccxt —, http2, grpc-js, raw net/tls) through the scope's

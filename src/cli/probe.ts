@@ -6,6 +6,7 @@
  */
 import type { ConnectionOptions } from 'node:tls';
 import { askIp, throughProxy } from '../egress/verify.js';
+import type { Trust } from '../trust/trust.js';
 import { ProxyAuthError, ProxyConnectError, SessionProxyError, messageWithout } from '../errors.js';
 import type { ProxyEndpoint } from '../proxy/endpoint.js';
 
@@ -27,6 +28,8 @@ export interface ProbeOptions {
   readonly timeoutMs: number;
   readonly requestTls?: ConnectionOptions;
   readonly account?: string;
+  /** `systemCa` of the configuration: for https proxies (requestTls comes with it already). */
+  readonly trust?: Trust;
 }
 
 export async function probe(proxy: ProxyEndpoint, o: ProbeOptions): Promise<ProbeResult> {
@@ -34,7 +37,7 @@ export async function probe(proxy: ProxyEndpoint, o: ProbeOptions): Promise<Prob
   for (const endpoint of o.endpoints) {
     const started = performance.now();
     try {
-      const ip = await askIp(endpoint, throughProxy(proxy, o.account), { timeoutMs: o.timeoutMs, requestTls: o.requestTls });
+      const ip = await askIp(endpoint, throughProxy(proxy, o.account, o.trust), { timeoutMs: o.timeoutMs, requestTls: o.requestTls });
       return { ok: true, status: 'ok', ip, latencyMs: Math.round(performance.now() - started), endpoint, error: undefined };
     } catch (err) {
       last = { status: classify(err), error: describe(err, o.account, proxy), endpoint };

@@ -14,6 +14,7 @@ import { Scrubber, formatLatency, mapLimit, progress, table } from './output.js'
 import { probe } from './probe.js';
 import { checkEndpoint, readCa } from './check.js';
 import type { CommandIO } from './io.js';
+import { Trust } from '../trust/trust.js';
 
 export const VERIFY_HELP = `Usage: session-proxy verify [--config proxies.json] [options]
 
@@ -98,11 +99,12 @@ export async function runVerify(argv: readonly string[], io: CommandIO, env: Nod
   const timeoutMs = (flags.timeout as number | undefined) ?? 10_000;
   const concurrency = Math.floor((flags.concurrency as number | undefined) ?? 10) || 1;
   const ca = flags.ca === undefined ? undefined : readCa(flags.ca as string);
-  const requestTls: ConnectionOptions | undefined = ca ? { ...options.requestTls, ca } : options.requestTls;
+  const trust = new Trust(options.systemCa ?? false);
+  const requestTls: ConnectionOptions | undefined = trust.forTarget(ca ? { ...options.requestTls, ca } : options.requestTls);
 
   const bar = flags.json ? progress(0) : progress(targets.length, io.stderrStream);
   const results = await mapLimit(targets, concurrency, async (t) => {
-    const r = await probe(t.proxy, { endpoints, timeoutMs, requestTls, account: t.account });
+    const r = await probe(t.proxy, { endpoints, timeoutMs, requestTls, account: t.account, trust });
     bar.tick(r.ok);
     return r;
   });

@@ -5,14 +5,15 @@
  * it goes — a private file, never the environment). It carries passwords.
  *
  * Only what the file format can express is carried: proxies (URL, user,
- * password, label, connect timeout, TLS ca/rejectUnauthorized/servername),
- * noProxy, the booleans, defaultProtocol, requestTls (ca, rejectUnauthorized,
- * servername) and the JSON-able pass-through options. Functions and other
- * TLS options (client certificates) are not.
+ * password, label, connect timeout, TLS ca/rejectUnauthorized/servername and
+ * a PEM client certificate with its key and passphrase — secrets like the
+ * password), noProxy, the booleans, defaultProtocol, requestTls (the same TLS
+ * keys) and the JSON-able pass-through options. Functions, KeyObjects and
+ * other TLS options are not.
  */
 import { parsePoolEntry } from '../gateways/entry.js';
 import { isGatewayDefinition } from '../gateways/definition.js';
-import { DEFAULT_CONNECT_TIMEOUT, hostForUrl, type ProxyEndpoint, type ProxyTlsOptions } from '../proxy/endpoint.js';
+import { DEFAULT_CONNECT_TIMEOUT, hostForUrl, type ProxyEndpoint, type ProxyTlsKey, type ProxyTlsOptions } from '../proxy/endpoint.js';
 import type { ProxySpec, SessionProxyOptions } from '../options.js';
 import { forbiddenKey, isForbiddenKey, own, setOwn } from './keys.js';
 import { keyPath } from './path.js';
@@ -94,13 +95,13 @@ export function endpointJson(p: ProxyEndpoint): Json {
   if (p.label !== `${p.protocol}://${hostForUrl(p.host)}:${p.port}`) o.label = p.label;
   if (p.connectTimeout !== DEFAULT_CONNECT_TIMEOUT) o.connectTimeout = p.connectTimeout;
   if (p.tls) {
-    const tls = tlsJson(p.tls);
+    const tls = tlsJson({ ...p.tls, ...p.getTlsKey() });
     if (Object.keys(tls).length) o.tls = tls;
   }
   return Object.keys(o).length === 1 ? url : o;
 }
 
-function tlsJson(tls: ProxyTlsOptions): Record<string, Json> {
+function tlsJson(tls: ProxyTlsOptions & Partial<ProxyTlsKey>): Record<string, Json> {
   const out: Record<string, Json> = {};
   const text = (c: unknown): string | undefined => (typeof c === 'string' ? c : Buffer.isBuffer(c) ? c.toString('utf8') : undefined);
   const ca = own(tls, 'ca') as ProxyTlsOptions['ca'];
@@ -112,6 +113,15 @@ function tlsJson(tls: ProxyTlsOptions): Record<string, Json> {
   if (typeof rejectUnauthorized === 'boolean') out.rejectUnauthorized = rejectUnauthorized;
   const servername = own(tls, 'servername');
   if (typeof servername === 'string' && servername !== '') out.servername = servername;
+  // A client certificate travels only whole: PEM text for both halves (a KeyObject has none).
+  const cert = text(own(tls, 'cert'));
+  const key = text(own(tls, 'key'));
+  if (cert && key) {
+    out.cert = cert;
+    out.key = key;
+    const passphrase = own(tls, 'passphrase');
+    if (typeof passphrase === 'string') out.passphrase = passphrase;
+  }
   return out;
 }
 

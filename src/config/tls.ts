@@ -3,8 +3,10 @@
  * `tls` (for an https proxy itself).
  *
  * A config file (and SESSION_PROXY_CONFIG_JSON) has `ca`, `caFile`,
- * `rejectUnauthorized` and `servername`; `caFile` is read here and joined to
- * `ca`. Code may pass what JSON cannot: Buffers, KeyObjects, a
+ * `rejectUnauthorized`, `servername` and a client certificate: `cert` /
+ * `certFile`, `key` / `keyFile`, `passphrase`; `caFile` is read here and
+ * joined to `ca`, `certFile` and `keyFile` are read into `cert` and `key`
+ * (one or the other, not both). Code may pass what JSON cannot: Buffers, KeyObjects, a
  * `tls.SecureContext`, functions (`checkServerIdentity`) — `requestTls` takes
  * every `tls.connect` option except where the connection goes (`host`,
  * `port`, `path`, `socket`: the library decides that), a proxy's `tls` the
@@ -84,9 +86,11 @@ export const REQUEST_TLS_KEYS: readonly string[] = Object.keys(TLS_VALUE_RULES);
 /** Keys of tls.ConnectionOptions that say where to connect: the library decides that. */
 export const TLS_DESTINATION_KEYS: readonly string[] = ['host', 'port', 'path', 'socket'];
 /** A proxy's `tls` in code: the keys of ProxyTlsOptions. */
-export const PROXY_TLS_KEYS: readonly string[] = ['ca', 'rejectUnauthorized', 'servername'];
+export const PROXY_TLS_KEYS: readonly string[] = ['ca', 'rejectUnauthorized', 'servername', 'cert', 'key', 'passphrase'];
+/** Keys only the file format has: files read into `ca`, `cert`, `key`. */
+export const FILE_ONLY_TLS_KEYS: readonly string[] = ['caFile', 'certFile', 'keyFile'];
 /** `requestTls` and a proxy's `tls` in a config file. */
-export const FILE_TLS_KEYS: readonly string[] = ['ca', 'caFile', 'rejectUnauthorized', 'servername'];
+export const FILE_TLS_KEYS: readonly string[] = ['ca', 'caFile', 'rejectUnauthorized', 'servername', 'cert', 'certFile', 'key', 'keyFile', 'passphrase'];
 
 /** TLS options as given in code: checked key by key, returned as given (Buffers, KeyObjects, functions kept). */
 export function codeTls(v: unknown, path: string, keys: readonly string[], c: Checker): object {
@@ -96,8 +100,8 @@ export function codeTls(v: unknown, path: string, keys: readonly string[], c: Ch
     if (!keys.includes(key)) {
       const hint = TLS_DESTINATION_KEYS.includes(key)
         ? 'not a TLS option here: the library decides where a connection goes'
-        : key === 'caFile'
-          ? 'caFile is a config-file key; in code pass ca: readFileSync(file)'
+        : FILE_ONLY_TLS_KEYS.includes(key)
+          ? `${key} is a config-file key; in code pass ${key.slice(0, -4)}: readFileSync(file)`
           : undefined;
       throw unknownKey(c, path, key, keys, hint);
     }
@@ -108,7 +112,7 @@ export function codeTls(v: unknown, path: string, keys: readonly string[], c: Ch
   return v;
 }
 
-/** `{ ca, caFile, rejectUnauthorized, servername }` from a file; caFile is read and joined to ca. */
+/** `{ ca, caFile, rejectUnauthorized, servername, cert(File), key(File), passphrase }` from a file; the files are read. */
 export function fileTls(v: unknown, path: string, c: Checker, baseDir: string): Record<string, unknown> {
   if (!isPlainObject(v)) throw fail(path, `expected an object with ${FILE_TLS_KEYS.join(', ')}, got ${kindOf(v)}`, c.source);
   for (const key of Object.keys(v)) if (!FILE_TLS_KEYS.includes(key)) throw unknownKey(c, path, key, FILE_TLS_KEYS);
@@ -129,6 +133,25 @@ export function fileTls(v: unknown, path: string, c: Checker, baseDir: string): 
   if (t.servername !== undefined) {
     if (typeof t.servername !== 'string' || t.servername === '') throw fail(keyPath(path, 'servername'), `expected a host name string, got ${kindOf(t.servername)}`, c.source);
     out.servername = t.servername;
+  }
+  // The client certificate: text or a file each; values never shown (the key is a secret).
+  for (const field of ['cert', 'key'] as const) {
+    const text = own(v, field);
+    const file = own(v, `${field}File`);
+    if (text !== undefined && file !== undefined) throw fail(keyPath(path, `${field}File`), `give ${field} or ${field}File, not both`, c.source);
+    if (text !== undefined) {
+      if (typeof text !== 'string' || text === '') throw fail(keyPath(path, field), `expected a PEM string, got ${text === '' ? 'an empty string' : kindOf(text)}`, c.source);
+      out[field] = text;
+    } else if (file !== undefined) {
+      const p = keyPath(path, `${field}File`);
+      if (typeof file !== 'string' || file === '') throw fail(p, `expected a file path, got ${file === '' ? 'an empty string' : kindOf(file)}`, c.source);
+      out[field] = readText(resolveFile(file, baseDir), file, p, c.source);
+    }
+  }
+  const passphrase = own(v, 'passphrase');
+  if (passphrase !== undefined) {
+    if (typeof passphrase !== 'string') throw fail(keyPath(path, 'passphrase'), `expected a string, got ${kindOf(passphrase)}`, c.source);
+    out.passphrase = passphrase;
   }
   return out;
 }

@@ -94,6 +94,7 @@ export const PASS_THROUGH: Readonly<Record<string, Rule>> = {
     if (!isPlainObject(v)) throw fail(path, `expected an object (e.g. { "interval": 60000, "onChange": "quarantine" }), got ${kindOf(v)}`, c.source);
     return v;
   },
+  systemCa: bool,
 };
 
 export const checkBoolean = bool;

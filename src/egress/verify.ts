@@ -17,6 +17,7 @@ import { formatAuthority } from '../tunnel/target.js';
 import { secureTunnel } from '../tunnel/secure.js';
 import { targetFromUrl, type Target } from '../routing/route.js';
 import { directConnect, markPlumbing } from '../plumbing.js';
+import type { Trust } from '../trust/trust.js';
 
 /** Public services that answer with the caller's IP, as text or JSON. */
 export const DEFAULT_EGRESS_ENDPOINTS: readonly string[] = [
@@ -49,7 +50,7 @@ export interface EgressResult {
 export type EgressPath = (target: Target, signal: AbortSignal) => Promise<Socket>;
 
 /** Straight through `proxy` with the tunnel primitive (the CLI's probes; no health, no gate). */
-export const throughProxy = (proxy: ProxyEndpoint, account: string | undefined): EgressPath => (target, signal) => openTunnel(proxy, target, { account, signal });
+export const throughProxy = (proxy: ProxyEndpoint, account: string | undefined, trust?: Trust): EgressPath => (target, signal) => openTunnel(proxy, target, { account, signal, trust });
 
 /** No proxy at all (compareDirect): the library's own plumbing. */
 export const directPath: EgressPath = (target, signal) => connectDirect(target, signal);

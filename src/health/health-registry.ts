@@ -8,6 +8,8 @@ import type { ProxyEndpoint } from '../proxy/endpoint.js';
 import { directConnect, directTlsConnect } from '../plumbing.js';
 import { openTunnel } from '../tunnel/open-tunnel.js';
 import { targetFromUrl } from '../routing/route.js';
+import { proxyTlsOptions } from '../tunnel/proxy-tls.js';
+import type { Trust } from '../trust/trust.js';
 import { ProxyHealth, healthDefaults, type HealthOptions } from './proxy-health.js';
 
 export interface HealthCheckOptions {
@@ -30,7 +32,7 @@ export class HealthRegistry {
   private readonly o: Required<HealthOptions>;
   private closed = false;
 
-  constructor(options: HealthOptions, private readonly check: HealthCheckOptions, private readonly events: HealthEvents) {
+  constructor(options: HealthOptions, private readonly check: HealthCheckOptions, private readonly events: HealthEvents, private readonly trust?: Trust) {
     this.o = healthDefaults(options);
   }
 
@@ -107,14 +109,14 @@ export class HealthRegistry {
     const timeout = this.check.timeout ?? 5_000;
     const signal = AbortSignal.timeout(timeout);
     if (this.check.url) {
-      const socket = await openTunnel(proxy, targetFromUrl(this.check.url), { signal });
+      const socket = await openTunnel(proxy, targetFromUrl(this.check.url), { signal, trust: this.trust });
       socket.destroy();
       return;
     }
     await new Promise<void>((resolve, reject) => {
       const secure = proxy.protocol === 'https';
       const socket = secure
-        ? directTlsConnect({ host: proxy.host, port: proxy.port, ca: proxy.tls?.ca, rejectUnauthorized: proxy.tls?.rejectUnauthorized, servername: proxy.tls?.servername })
+        ? directTlsConnect({ ...proxyTlsOptions(proxy, this.trust), host: proxy.host, port: proxy.port })
         : directConnect({ host: proxy.host, port: proxy.port });
       const done = (err?: Error): void => {
         socket.destroy();

@@ -26,6 +26,7 @@ import { recoverProxiedTarget } from './env-proxied.js';
 import { connectViaAccountProxy } from './connect-rewrite.js';
 import { withRouteMark } from '../guard/route-mark.js';
 import { patch, restoreAll, type Restore } from './layer.js';
+import type { Trust } from '../trust/trust.js';
 
 export interface HttpLayerDeps {
   readonly router: Router;
@@ -34,6 +35,8 @@ export interface HttpLayerDeps {
   readonly isProxyAddress: (target: Target) => boolean;
   /** TLS options for targets, used last when the agent we force in replaces the caller's (see inheritAgentTls). */
   readonly requestTls?: import('node:tls').ConnectionOptions;
+  /** `systemCa`: adds the OS's CAs to what an https request trusts (trust.ts). */
+  readonly trust?: Trust;
   /** Called on every routed request (re-asserts the undici dispatcher). */
   readonly onRequest?: () => void;
 }
@@ -90,12 +93,13 @@ function send(deps: HttpLayerDeps, original: RequestFn, secure: boolean, options
     if (action.route === BYPASS_ROUTE) return original(options, callback);
     return original(withRouteMark(options, { route: action.route, account: deps.router.currentAccount(), decided: true }), callback);
   }
-  const routed: RequestOptions = { ...inheritAgentTls(options, secure, deps.requestTls), agent: deps.pools.agent(action.account, action.proxy, secure) };
+  const tlsOptions = inheritAgentTls(options, secure, deps.requestTls);
+  const routed: RequestOptions = { ...(secure && deps.trust ? deps.trust.forTarget(tlsOptions as import('node:tls').ConnectionOptions) : tlsOptions), agent: deps.pools.agent(action.account, action.proxy, secure) };
   delete (routed as { createConnection?: unknown }).createConnection;
   return original(routed, callback);
 }
 
-const AGENT_TLS_KEYS = ['ca', 'cert', 'key', 'pfx', 'passphrase', 'rejectUnauthorized', 'servername', 'ciphers', 'minVersion', 'maxVersion', 'checkServerIdentity'] as const;
+const AGENT_TLS_KEYS = ['ca', 'secureContext', 'cert', 'key', 'pfx', 'passphrase', 'rejectUnauthorized', 'servername', 'ciphers', 'minVersion', 'maxVersion', 'checkServerIdentity'] as const;
 
 /**
  * The agent we force in replaces the caller's, but not its TLS settings: a
@@ -104,7 +108,9 @@ const AGENT_TLS_KEYS = ['ca', 'cert', 'key', 'pfx', 'passphrase', 'rejectUnautho
  * user's httpsAgent there and an env-proxy tunnelling agent in `agent`).
  * Request options win over either agent's; the manager's `requestTls` comes
  * last (env-proxy tunnelling agents such as axios's keep the user's CA in a
- * closure no one can read).
+ * closure no one can read). `ca` and `secureContext` decide trust together:
+ * the first source that sets either gives both, so a later `secureContext`
+ * (which tls.connect prefers) can never silently replace an earlier `ca`.
  */
 function inheritAgentTls(options: RequestOptions, secure: boolean, requestTls: object | undefined): RequestOptions {
   const agents = (options as { agents?: Record<string, unknown> }).agents;
@@ -113,7 +119,12 @@ function inheritAgentTls(options: RequestOptions, secure: boolean, requestTls: o
   for (const agent of candidates) {
     const agentOptions = (agent as { options?: Record<string, unknown> } | undefined)?.options;
     if (!agentOptions) continue;
-    for (const k of AGENT_TLS_KEYS) if (out[k] === undefined && agentOptions[k] !== undefined) out[k] = agentOptions[k];
+    const trustSet = out.ca !== undefined || out.secureContext !== undefined;
+    for (const k of AGENT_TLS_KEYS) {
+      if (out[k] !== undefined || agentOptions[k] === undefined) continue;
+      if (trustSet && (k === 'ca' || k === 'secureContext')) continue;
+      out[k] = agentOptions[k];
+    }
   }
   return out as RequestOptions;
 }

@@ -40,8 +40,8 @@ function connectThrough(o: TunnelAgentOptions, secure: boolean, options: https.R
 
 /** The TLS-relevant request options Node passes to createConnection. */
 function tlsOptionsOf(o: https.RequestOptions): import('node:tls').ConnectionOptions {
-  const { ca, cert, key, pfx, passphrase, rejectUnauthorized, servername, ciphers, ecdhCurve, minVersion, maxVersion, secureOptions, secureProtocol, sessionIdContext, crl, sigalgs, honorCipherOrder, checkServerIdentity } = o as https.RequestOptions & Record<string, never>;
-  const picked = { ca, cert, key, pfx, passphrase, rejectUnauthorized, servername, ciphers, ecdhCurve, minVersion, maxVersion, secureOptions, secureProtocol, sessionIdContext, crl, sigalgs, honorCipherOrder, checkServerIdentity, ALPNProtocols: ['http/1.1'] };
+  const { ca, secureContext, cert, key, pfx, passphrase, rejectUnauthorized, servername, ciphers, ecdhCurve, minVersion, maxVersion, secureOptions, secureProtocol, sessionIdContext, crl, sigalgs, honorCipherOrder, checkServerIdentity } = o as https.RequestOptions & Record<string, never>;
+  const picked = { ca, secureContext, cert, key, pfx, passphrase, rejectUnauthorized, servername, ciphers, ecdhCurve, minVersion, maxVersion, secureOptions, secureProtocol, sessionIdContext, crl, sigalgs, honorCipherOrder, checkServerIdentity, ALPNProtocols: ['http/1.1'] };
   for (const k of Object.keys(picked) as (keyof typeof picked)[]) if (picked[k] === undefined) delete picked[k];
   return picked;
 }

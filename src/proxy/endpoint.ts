@@ -2,18 +2,34 @@
  * One proxy server, normalized and immutable. The password lives in a
  * `#private` field so that no generic way of looking at an object — String(),
  * JSON.stringify, util.inspect (even with showHidden), Object.keys, spread —
- * can reach it; `getPassword()` is the single, greppable door to it.
+ * can reach it; `getPassword()` is the single, greppable door to it. The
+ * private key of a client certificate (mutual TLS to an https:// proxy) is a
+ * secret the same way: `tls` shows the certificate, never the key or its
+ * passphrase, and `getTlsKey()` is the door to them.
  */
-import { createHash, createHmac, randomBytes } from 'node:crypto';
+import { X509Certificate, createHash, createHmac, createPrivateKey, randomBytes } from 'node:crypto';
 import { inspect } from 'node:util';
 import { ProxyUrlError } from '../errors.js';
 
 export type ProxyProtocol = 'http' | 'https' | 'socks4' | 'socks4a' | 'socks5' | 'socks5h';
 
 export interface ProxyTlsOptions {
+  /** CA(s) the https proxy's certificate is checked against. Replaces Node's roots (add `...tls.rootCertificates` to keep them). */
   ca?: string | Buffer | Array<string | Buffer>;
   rejectUnauthorized?: boolean;
   servername?: string;
+  /** Client certificate (PEM, the chain may follow it) sent to an https proxy that wants one (mutual TLS). Part of the proxy's identity. */
+  cert?: string | Buffer;
+  /** The client certificate's private key (PEM). A secret: never printed, like a password. */
+  key?: string | Buffer;
+  /** Passphrase of an encrypted `key`. A secret. */
+  passphrase?: string;
+}
+
+/** The secret half of a client certificate, from `ProxyEndpoint.getTlsKey()`. */
+export interface ProxyTlsKey {
+  readonly key: string | Buffer;
+  readonly passphrase?: string;
 }
 
 export interface ProxyObjectInput {
@@ -139,14 +155,18 @@ export class ProxyEndpoint {
   readonly port: number;
   readonly username: string | undefined;
   readonly label: string;
-  /** Only used for https proxies (TLS to the proxy itself); kept as given otherwise. */
-  readonly tls: ProxyTlsOptions | undefined;
+  /**
+   * Only used for https proxies (TLS to the proxy itself); kept as given
+   * otherwise. Without `key` and `passphrase`: those are behind getTlsKey().
+   */
+  readonly tls: Omit<ProxyTlsOptions, 'key' | 'passphrase'> | undefined;
   readonly connectTimeout: number;
   /** Whether target host names are resolved by the proxy. socks4 can only carry an IPv4 address. */
   readonly remoteDns: boolean;
   /** A rotating gateway's session (src/gateways/), if this endpoint is one. */
   readonly gateway: EndpointGateway | undefined;
   readonly #password: string | undefined;
+  readonly #tlsKey: ProxyTlsKey | undefined;
 
   constructor(init: ProxyEndpointInit) {
     if (!isProxyProtocol(init.protocol)) {
@@ -174,7 +194,9 @@ export class ProxyEndpoint {
     }
     checkControls('label', init.label);
     this.label = init.label || `${this.protocol}://${hostForUrl(this.host)}:${this.port}`;
-    this.tls = init.tls === undefined ? undefined : checkTls(init.tls);
+    const tls = init.tls === undefined ? undefined : checkTls(init.tls, this.protocol);
+    this.tls = tls?.shown;
+    this.#tlsKey = tls?.key;
     this.connectTimeout = init.connectTimeout === undefined ? DEFAULT_CONNECT_TIMEOUT : checkTimeout(init.connectTimeout);
     this.remoteDns = this.protocol !== 'socks4';
     this.gateway = init.gateway === undefined ? undefined : Object.freeze({ name: String(init.gateway.name), session: init.gateway.session, key: String(init.gateway.key) });
@@ -191,6 +213,11 @@ export class ProxyEndpoint {
 
   getPassword(): string | undefined {
     return this.#password;
+  }
+
+  /** The client certificate's private key (and passphrase), for the TLS connection to the proxy. */
+  getTlsKey(): ProxyTlsKey | undefined {
+    return this.#tlsKey;
   }
 
   get authority(): string {
@@ -219,7 +246,8 @@ export class ProxyEndpoint {
     const digest =
       this.#password === undefined ? null : createHmac('sha256', identitySalt()).update(this.#password).digest('hex');
     // TLS settings to an https proxy change what a pooled connection is
-    // (e.g. verified or not), so they are part of its identity.
+    // (e.g. verified or not, which client certificate it presented), so they
+    // are part of its identity; the key goes with its certificate.
     const tls = this.protocol === 'https' && this.tls ? tlsDigest(this.tls) : null;
     return JSON.stringify([this.protocol, this.host, this.port, this.username ?? null, digest, tls]);
   }
@@ -317,7 +345,7 @@ function checkTimeout(ms: unknown): number {
   return ms;
 }
 
-function checkTls(tls: unknown): ProxyTlsOptions {
+function checkTls(tls: unknown, protocol: ProxyProtocol): { shown: Omit<ProxyTlsOptions, 'key' | 'passphrase'>; key: ProxyTlsKey | undefined } {
   if (tls === null || typeof tls !== 'object' || Array.isArray(tls)) {
     throw new ProxyUrlError(`proxy tls options must be an object, got ${typeName(tls)}`);
   }
@@ -334,16 +362,50 @@ function checkTls(tls: unknown): ProxyTlsOptions {
   }
   // Shallow copy: later mutation of the caller's object must not change an
   // endpoint that may already key a pool. Extra keys are kept for tls.connect.
-  const copy: ProxyTlsOptions = { ...t };
-  if (Array.isArray(copy.ca)) copy.ca = Object.freeze([...copy.ca]) as Array<string | Buffer>;
-  return Object.freeze(copy);
+  const { key, passphrase, ...shown } = t;
+  checkClientCertificate(t, protocol);
+  if (Array.isArray(shown.ca)) shown.ca = Object.freeze([...shown.ca]) as Array<string | Buffer>;
+  return { shown: Object.freeze(shown), key: key === undefined ? undefined : Object.freeze(passphrase === undefined ? { key } : { key, passphrase }) };
 }
 
-function tlsDigest(tls: ProxyTlsOptions): string {
+/**
+ * A client certificate is checked when the endpoint is made, so a wrong file
+ * fails at start-up rather than as a refused handshake: both halves given,
+ * readable, and belonging together. Messages name the field, never its text
+ * (nor OpenSSL's message, which can quote it).
+ */
+function checkClientCertificate(t: ProxyTlsOptions, protocol: ProxyProtocol): void {
+  const pem = (v: unknown): boolean => (typeof v === 'string' && v !== '') || (Buffer.isBuffer(v) && v.length > 0);
+  if (t.cert === undefined && t.key === undefined) {
+    if (t.passphrase !== undefined) throw new ProxyUrlError('proxy tls.passphrase is only used with tls.key');
+    return;
+  }
+  if (protocol !== 'https') throw new ProxyUrlError(`a client certificate (tls.cert, tls.key) is only sent to https:// proxies, not ${protocol}://`);
+  if (t.cert === undefined || t.key === undefined) throw new ProxyUrlError(`proxy tls.${t.cert === undefined ? 'key needs tls.cert' : 'cert needs tls.key'} (a client certificate is the pair)`);
+  if (!pem(t.cert)) throw new ProxyUrlError(`proxy tls.cert must be a PEM string or a Buffer, got ${typeName(t.cert)}`);
+  if (!pem(t.key)) throw new ProxyUrlError(`proxy tls.key must be a PEM string or a Buffer, got ${typeName(t.key)}`);
+  if (t.passphrase !== undefined && typeof t.passphrase !== 'string') throw new ProxyUrlError(`proxy tls.passphrase must be a string, got ${typeName(t.passphrase)}`);
+  let cert: X509Certificate;
+  try {
+    cert = new X509Certificate(t.cert);
+  } catch {
+    throw new ProxyUrlError('proxy tls.cert is not a readable X.509 certificate (PEM)');
+  }
+  let key: ReturnType<typeof createPrivateKey>;
+  try {
+    key = createPrivateKey(t.passphrase === undefined ? { key: t.key } : { key: t.key, passphrase: t.passphrase });
+  } catch {
+    throw new ProxyUrlError(`proxy tls.key is not a readable private key (PEM)${t.passphrase === undefined ? ', or it is encrypted and needs tls.passphrase' : ', or tls.passphrase is wrong'}`);
+  }
+  if (!cert.checkPrivateKey(key)) throw new ProxyUrlError('proxy tls.key does not belong to tls.cert');
+}
+
+function tlsDigest(tls: Omit<ProxyTlsOptions, 'key' | 'passphrase'>): string {
   const h = createHash('sha256');
   const cas = tls.ca === undefined ? [] : Array.isArray(tls.ca) ? tls.ca : [tls.ca];
   for (const ca of cas) h.update(createHash('sha256').update(ca).digest());
-  h.update(JSON.stringify([tls.ca === undefined, tls.rejectUnauthorized ?? null, tls.servername ?? null]));
+  if (tls.cert !== undefined) h.update(createHash('sha256').update(tls.cert).digest());
+  h.update(JSON.stringify([tls.ca === undefined, tls.rejectUnauthorized ?? null, tls.servername ?? null, tls.cert === undefined]));
   return h.digest('hex');
 }
 

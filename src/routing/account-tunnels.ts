@@ -15,6 +15,7 @@ import { ProxyConnectError } from '../errors.js';
 import type { ProxyEndpoint } from '../proxy/endpoint.js';
 import { openTunnel } from '../tunnel/open-tunnel.js';
 import type { TunnelTarget } from '../tunnel/target.js';
+import type { Trust } from '../trust/trust.js';
 
 export interface AccountTunnelDeps {
   /** Resolves when the account may open tunnels (verification gate); rejects when quarantined. */
@@ -24,6 +25,8 @@ export interface AccountTunnelDeps {
   readonly failed: (account: string, proxy: ProxyEndpoint, error: Error) => ProxyEndpoint | undefined;
   /** The endpoint one connection of `proxy` really dials, if not `proxy` itself (a per-connection gateway's fresh session). */
   readonly via?: (proxy: ProxyEndpoint) => ProxyEndpoint | undefined;
+  /** `systemCa` for https proxies. */
+  readonly trust?: Trust;
 }
 
 export type TunnelOpener = (target: TunnelTarget, signal?: AbortSignal) => Promise<Socket>;
@@ -42,7 +45,7 @@ export class AccountTunnels {
     const started = performance.now();
     const via = this.deps.via?.(proxy);
     try {
-      const socket = await openTunnel(via ?? proxy, target, { account, signal });
+      const socket = await openTunnel(via ?? proxy, target, { account, signal, trust: this.deps.trust });
       this.deps.opened(account, proxy, socket, Math.round(performance.now() - started));
       return socket;
     } catch (err) {

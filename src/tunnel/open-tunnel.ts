@@ -18,11 +18,15 @@ import { httpConnect } from './http-connect.js';
 import { socks4Connect, socks5Connect } from './socks.js';
 import { TunnelRefusal, formatAuthority, type TunnelTarget } from './target.js';
 import { validateTarget } from './validate-target.js';
+import { clientCertificateRefusal, proxyTlsOptions } from './proxy-tls.js';
+import type { Trust } from '../trust/trust.js';
 
 export interface TunnelContext {
   /** The account the tunnel is for, named in errors. */
   readonly account?: string;
   readonly signal?: AbortSignal;
+  /** `systemCa`: the OS's CAs for an https proxy's certificate. */
+  readonly trust?: Trust;
 }
 
 export async function openTunnel(proxy: ProxyEndpoint, requested: TunnelTarget, ctx: TunnelContext = {}): Promise<Socket> {
@@ -36,7 +40,7 @@ export async function openTunnel(proxy: ProxyEndpoint, requested: TunnelTarget, 
     ctx.signal?.throwIfAborted();
     ctx.signal?.addEventListener('abort', onAbort, { once: true });
     const where = proxy.protocol === 'socks4' && !isIP(target.host) ? await resolveForSocks4(target, ctx.account) : target;
-    const connected = connectToProxy(proxy);
+    const connected = connectToProxy(proxy, ctx.trust);
     socket = connected.socket;
     const timedOut = new Promise<never>((_, reject) => {
       timer = setTimeout(() => reject(new ProxyConnectError(`proxy did not complete the tunnel within ${proxy.connectTimeout} ms`, context)), proxy.connectTimeout);
@@ -54,17 +58,10 @@ export async function openTunnel(proxy: ProxyEndpoint, requested: TunnelTarget, 
   }
 }
 
-function connectToProxy(proxy: ProxyEndpoint): { socket: Socket; ready: Promise<void> } {
+function connectToProxy(proxy: ProxyEndpoint, trust: Trust | undefined): { socket: Socket; ready: Promise<void> } {
   const secure = proxy.protocol === 'https';
   const socket = secure
-    ? directTlsConnect({
-        host: proxy.host,
-        port: proxy.port,
-        servername: proxy.tls?.servername ?? (isIP(proxy.host) ? undefined : proxy.host),
-        ca: proxy.tls?.ca,
-        rejectUnauthorized: proxy.tls?.rejectUnauthorized,
-        ALPNProtocols: ['http/1.1'],
-      })
+    ? directTlsConnect({ ...proxyTlsOptions(proxy, trust), host: proxy.host, port: proxy.port, ALPNProtocols: ['http/1.1'] })
     : directConnect({ host: proxy.host, port: proxy.port });
   socket.setNoDelay(true);
   const ready = new Promise<void>((resolve, reject) => {
@@ -110,6 +107,9 @@ function translate(err: unknown, context: { account?: string; proxy: ProxyEndpoi
     const Kind = err.auth ? ProxyAuthError : ProxyConnectError;
     return new Kind(err.message, { ...context, status: err.status });
   }
+  // A refused client certificate: during the TLS handshake, or (TLS 1.3) on the CONNECT response's read.
+  const refused = clientCertificateRefusal(err, context.proxy);
+  if (refused) return new ProxyAuthError(refused, { ...context, cause: err });
   const code = (err as NodeJS.ErrnoException)?.code;
   const what =
     code === 'ECONNREFUSED' ? 'proxy refused the connection'

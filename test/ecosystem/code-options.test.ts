@@ -60,7 +60,7 @@ describe('new SessionProxyManager(options) validates like a config file', () => 
     ['a passphrase of the wrong type, beside a key', { proxy, requestTls: { key: KEY_PEM, passphrase: 5 } }, /^requestTls\.passphrase: expected a string, got a number/],
     ['a key of the wrong type', { proxy, requestTls: { key: 5, passphrase: SECRET } }, /^requestTls\.key: expected a PEM string, a Buffer, a KeyObject, \{ pem, passphrase \} or an array of them, got a number/],
     ['a TLS version', { proxy, requestTls: { minVersion: 'TLS1.2' } }, /^requestTls\.minVersion: expected one of TLSv1, TLSv1\.1, TLSv1\.2, TLSv1\.3, got a string/],
-    ['a client key in a proxy’s tls (ProxyTlsOptions has none)', { proxy: { url: 'https://10.0.0.1:1', tls: { key: KEY_PEM } } }, /^proxy\.tls\.key: unknown key \(expected one of ca, rejectUnauthorized, servername\)/],
+    ['a client key file in a proxy’s tls (code passes the key itself)', { proxy: { url: 'https://10.0.0.1:1', tls: { keyFile: 'client.key' } } }, /^proxy\.tls\.keyFile: unknown key \(keyFile is a config-file key; in code pass key: readFileSync\(file\)\)/],
     ['a proxy’s CA of the wrong type', { proxy: { url: 'https://10.0.0.1:1', tls: { ca: 5 } } }, /^proxy\.tls\.ca: expected a PEM string, a Buffer or an array of them, got a number/],
     ['the reserved account', { accounts: { default: proxy } }, /^accounts\.default: the account name "default" is reserved for the default pool \(option `proxy`\)/],
   ];

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import ts from 'typescript';
 import { describe, expect, it } from 'vitest';
 import { ACCOUNT_OBJECT_KEYS, CODE_ONLY_KEYS, FILE_KEYS, FILE_ONLY_KEYS, GATEWAY_OBJECT_KEYS, OPTION_KEYS, PROXY_OBJECT_KEYS } from '../../src/config/document.js';
-import { FILE_TLS_KEYS, PROXY_TLS_KEYS, REQUEST_TLS_KEYS, TLS_DESTINATION_KEYS } from '../../src/config/tls.js';
+import { FILE_ONLY_TLS_KEYS, FILE_TLS_KEYS, PROXY_TLS_KEYS, REQUEST_TLS_KEYS, TLS_DESTINATION_KEYS } from '../../src/config/tls.js';
 import { HEALTH_CHECK_RULES, HEALTH_RULES } from '../../src/config/values.js';
 import { root } from './support/run.js';
 
@@ -89,8 +89,9 @@ describe('option keys: TypeScript, JSON schema and validator agree', () => {
     expect(schemaKeys(schema.properties.watchEgress)).toEqual(types.watchEgress);
   });
 
-  it('a proxy’s tls: ProxyTlsOptions = $defs.tls minus caFile = the validator’s keys in code; the schema’s = the validator’s in files', () => {
-    expect(without(schemaKeys(schema.$defs.tls), ['caFile'])).toEqual(types.proxyTls);
+  it('a proxy’s tls: ProxyTlsOptions = $defs.tls minus the file-only keys = the validator’s keys in code; the schema’s = the validator’s in files', () => {
+    expect(sorted(FILE_ONLY_TLS_KEYS)).toEqual(['caFile', 'certFile', 'keyFile']);
+    expect(without(schemaKeys(schema.$defs.tls), FILE_ONLY_TLS_KEYS)).toEqual(types.proxyTls);
     expect(sorted(PROXY_TLS_KEYS)).toEqual(types.proxyTls);
     expect(sorted(FILE_TLS_KEYS)).toEqual(schemaKeys(schema.$defs.tls));
     expect(schema.$defs.proxyObject.properties.tls).toEqual({ $ref: '#/$defs/tls' });
@@ -99,7 +100,7 @@ describe('option keys: TypeScript, JSON schema and validator agree', () => {
   it('requestTls: tls.ConnectionOptions = the keys code may pass + the destination keys; the file’s are a subset', () => {
     expect(sorted([...REQUEST_TLS_KEYS, ...TLS_DESTINATION_KEYS])).toEqual(types.requestTls);
     expect(schema.properties.requestTls.$ref).toBe('#/$defs/tls');
-    for (const key of without(schemaKeys(schema.$defs.tls), ['caFile'])) expect(types.requestTls).toContain(key);
+    for (const key of without(schemaKeys(schema.$defs.tls), FILE_ONLY_TLS_KEYS)) expect(types.requestTls).toContain(key);
   });
 
   it('health and healthCheck: HealthOptions / HealthCheckOptions = the schema’s = the validator’s', () => {

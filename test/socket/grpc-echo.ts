@@ -18,13 +18,18 @@ export const echoService = {
   },
 } satisfies grpc.ServiceDefinition;
 
-export async function startGrpcEcho(): Promise<{ target: string; close(): Promise<void> }> {
+/** `tls`: serve over TLS with this certificate (clients then use grpc.credentials.createSsl()). */
+export async function startGrpcEcho(o: { tls?: { cert: string; key: string } } = {}): Promise<{ target: string; close(): Promise<void> }> {
   const server = new grpc.Server();
   server.addService(echoService, {
     echo: (call: grpc.ServerUnaryCall<unknown, unknown>, cb: grpc.sendUnaryData<unknown>) => cb(null, { peer: call.getPeer() }),
   });
   const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
+    server.bindAsync(
+      '127.0.0.1:0',
+      o.tls ? grpc.ServerCredentials.createSsl(null, [{ cert_chain: Buffer.from(o.tls.cert), private_key: Buffer.from(o.tls.key) }]) : grpc.ServerCredentials.createInsecure(),
+      (err, p) => (err ? reject(err) : resolve(p)),
+    ),
   );
   return {
     target: `127.0.0.1:${port}`,

@@ -1,6 +1,7 @@
 /**
  * Test harness: real proxy daemons from Debian (tinyproxy, microsocks, squid,
- * dante-server), each started in the foreground as a child process on a free
+ * dante-server; stunnel as a TLS terminator that wants a client certificate;
+ * mitmproxy's mitmdump as a TLS-inspecting proxy), each started in the foreground as a child process on a free
  * 127.0.0.1 port, with its upstream (egress) connections bound to its own
  * loopback address. 127.0.0.0/8 is all loopback on Linux, so an echo server
  * sees a different client IP per proxy: that is how tests prove routing.
@@ -33,8 +34,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-export type ProxyName = 'tinyproxy' | 'microsocks' | 'squid' | 'dante';
-export type BinaryName = 'tinyproxy' | 'microsocks' | 'squid' | 'danted' | 'curl';
+export type ProxyName = 'tinyproxy' | 'microsocks' | 'squid' | 'dante' | 'stunnel' | 'mitmproxy';
+export type BinaryName = 'tinyproxy' | 'microsocks' | 'squid' | 'danted' | 'curl' | 'stunnel4' | 'mitmdump' | 'openssl';
 
 export interface ProxyAuth {
   username: string;
@@ -43,7 +44,7 @@ export interface ProxyAuth {
 
 export interface RealProxy {
   name: ProxyName;
-  /** e.g. http://user:pass@127.0.0.1:PORT (tinyproxy, squid) or socks5h://… (microsocks, dante). */
+  /** e.g. http://user:pass@127.0.0.1:PORT (tinyproxy, squid, mitmdump), socks5h://… (microsocks, dante), https://… (stunnel). */
   url: string;
   host: string;
   port: number;
@@ -84,6 +85,9 @@ export const DEBIAN_PACKAGE: Record<BinaryName, string> = {
   squid: 'squid',
   danted: 'dante-server',
   curl: 'curl',
+  stunnel4: 'stunnel4',
+  mitmdump: 'mitmproxy',
+  openssl: 'openssl',
 };
 
 // squid and danted live in /usr/sbin, which a non-root PATH often lacks.
@@ -298,6 +302,116 @@ export function startDante(o: { egressIp: string; auth?: never }): Promise<RealP
   });
 }
 
+export interface StunnelOptions {
+  /** Source address of stunnel's connections to the upstream proxy (127.0.0.0/8). */
+  egressIp: string;
+  /** The proxy stunnel relays to, e.g. a tinyproxy's `host:port`. */
+  upstream: { host: string; port: number };
+  /** stunnel's own certificate and key (PEM text). */
+  cert: string;
+  key: string;
+  /** CA (PEM text) a client certificate must chain to: `verify = 2` requires one. */
+  clientCa: string;
+  /** 'TLSv1.2' caps the protocol (the refusal then comes during the handshake rather than after it). */
+  tlsMax?: 'TLSv1.2';
+}
+
+/**
+ * stunnel (Debian stunnel4) in front of an HTTP proxy: an https:// proxy
+ * that requires a client certificate (`verify = 2`). The url is
+ * https://127.0.0.1:PORT; the handshake's SNI/certificate name is localhost
+ * or 127.0.0.1, whatever the cert says.
+ */
+export function startStunnel(o: StunnelOptions): Promise<RealProxy> {
+  return launch({
+    name: 'stunnel',
+    binary: 'stunnel4',
+    scheme: 'https',
+    options: { egressIp: o.egressIp },
+    readyTimeoutMs: 10_000,
+    readyMarker: /Configuration successful/,
+    stopSignal: 'SIGTERM',
+    prepare({ dir, port }) {
+      const file = (name: string, text: string): string => {
+        const f = path.join(dir, name);
+        fs.writeFileSync(f, text, { mode: 0o600 });
+        return f;
+      };
+      const conf = render('stunnel.conf.tmpl', {
+        LISTEN_HOST,
+        PORT: String(port),
+        UPSTREAM: `${o.upstream.host}:${o.upstream.port}`,
+        EGRESS_IP: o.egressIp,
+        CERT_FILE: file('server.pem', o.cert),
+        KEY_FILE: file('server.key', o.key),
+        CLIENT_CA_FILE: file('client-ca.pem', o.clientCa),
+        TLS_LINES: o.tlsMax ? `sslVersionMax = ${o.tlsMax}` : '',
+      });
+      const confFile = path.join(dir, 'stunnel.conf');
+      fs.writeFileSync(confFile, conf);
+      return { args: [confFile], logFiles: [] };
+    },
+  });
+}
+
+export interface MitmproxyOptions {
+  egressIp: string;
+  /** PEM text of the CA that signed the targets' certificates: mitmdump verifies them against it. */
+  upstreamCa: string;
+}
+
+export interface Mitmproxy extends RealProxy {
+  /** mitmproxy's own CA (PEM): the certificates it mints for the targets chain to it. */
+  readonly ca: string;
+  /** Its CA as a file, for NODE_EXTRA_CA_CERTS (removed by close()). */
+  readonly caFile: string;
+}
+
+/**
+ * mitmdump (Debian mitmproxy) as a TLS-inspecting HTTP proxy, configured by
+ * the shipped config.yaml template. Its flow log (one line per request, on
+ * stdout) is in log(). Like microsocks it has no destination filter: point
+ * it at loopback only.
+ */
+export async function startMitmdump(o: MitmproxyOptions): Promise<Mitmproxy> {
+  let confdir = '';
+  const proxy = await launch({
+    name: 'mitmproxy',
+    binary: 'mitmdump',
+    scheme: 'http',
+    options: { egressIp: o.egressIp },
+    // Python start-up, and a CA key generated on the first start.
+    readyTimeoutMs: 30_000,
+    readyMarker: /listening at/,
+    stopSignal: 'SIGTERM',
+    prepare({ dir, port }) {
+      confdir = path.join(dir, 'conf');
+      fs.mkdirSync(confdir);
+      const upstreamCa = path.join(dir, 'upstream-ca.pem');
+      fs.writeFileSync(upstreamCa, o.upstreamCa);
+      fs.writeFileSync(
+        path.join(confdir, 'config.yaml'),
+        render('mitmproxy.config.yaml.tmpl', { LISTEN_HOST, PORT: String(port), EGRESS_IP: o.egressIp, UPSTREAM_CA_FILE: upstreamCa }),
+      );
+      return { args: ['--set', `confdir=${confdir}`], logFiles: [] };
+    },
+  });
+  const ca = fs.readFileSync(path.join(confdir, 'mitmproxy-ca-cert.pem'), 'utf8');
+  // Outside the daemon's dir, which close() removes while a test may still start a child with it.
+  const caDir = fs.mkdtempSync(path.join(os.tmpdir(), 'session-proxy-mitmproxy-ca-'));
+  const caFile = path.join(caDir, 'mitmproxy-ca-cert.pem');
+  fs.writeFileSync(caFile, ca);
+  const close = proxy.close;
+  return Object.assign(proxy, {
+    ca,
+    caFile,
+    close: async () => {
+      await close();
+      fs.rmSync(caDir, { recursive: true, force: true });
+    },
+  });
+}
+
 // ---------------------------------------------------------------------------
 // machinery
 // ---------------------------------------------------------------------------
@@ -311,7 +425,7 @@ interface Prepared {
 interface LaunchSpec {
   name: ProxyName;
   binary: BinaryName;
-  scheme: 'http' | 'socks5h';
+  scheme: 'http' | 'https' | 'socks5h';
   options: { egressIp: string; auth?: ProxyAuth };
   readyTimeoutMs: number;
   /** Text the daemon logs once it listens (guards against someone else owning the port). */
