@@ -153,7 +153,10 @@ export class ProxyEndpoint {
     checkUnicode('username', init.username);
     checkUnicode('password', init.password);
     // A password without a username still needs a (empty) user to be sent.
-    this.username = init.username ?? (init.password !== undefined ? '' : undefined);
+    // An empty user without a password is no credentials, as `http://@host`
+    // is: otherwise HTTP would send `Basic Og==` here and none from the env
+    // URL a child process gets (`http://@host` again).
+    this.username = init.password !== undefined ? (init.username ?? '') : init.username || undefined;
     this.#password = init.password;
     if (init.label !== undefined && typeof init.label !== 'string') {
       throw new ProxyUrlError(`proxy label must be a string, got ${typeName(init.label)}`);

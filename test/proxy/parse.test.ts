@@ -531,6 +531,21 @@ describe('ProxyEndpoint accessors', () => {
     expect(e.authority).toBe(authority);
   });
 
+  // Found by test/fuzz/parse.test.ts: { url, username: '' } sent Basic ":" itself, while
+  // its env URL (http://@host) read back with no credentials in a child process.
+  it.each([
+    [{ url: 'http://proxy.example.com:3128', username: '' }],
+    [{ url: 'socks5://h:1', username: '' }],
+  ])('an empty username without a password is no credentials (%o)', (input) => {
+    const e = parseProxy(input);
+    expect(e.username).toBeUndefined();
+    expect(e.url).not.toContain('@');
+    expect(parseProxy(e.toEnvUrl()).username).toBeUndefined();
+    expect(new ProxyEndpoint({ protocol: 'http', host: 'h', username: '' }).username).toBeUndefined();
+    // With a password, the empty user stays: it is sent.
+    expect(parseProxy({ ...input, password: 'pw' }).username).toBe('');
+  });
+
   it('percent-encodes the user name in url', () => {
     expect(parseProxy({ url: 'http://h:1', username: 'a@b c', password: 'x' }).url).toBe('http://a%40b%20c:***@h:1');
   });
