@@ -77,10 +77,12 @@ export class NoProxyMatcher {
 
   /** `port` is the effective port: the caller resolves scheme defaults. */
   matches(host: string, port: number): boolean {
-    if (this.#rules.length === 0) return false;
+    // Not a host name at all (from plain JavaScript): nothing matches it.
+    if (this.#rules.length === 0 || typeof host !== 'string') return false;
     // Asked on every request with the same few hosts: remember the answers
-    // (the matcher is immutable). Bounded: cleared when full.
-    const key = `${host}\0${port}`;
+    // (the matcher is immutable). Bounded: cleared when full. String(): a
+    // template literal throws on a Symbol.
+    const key = `${host}\0${String(port)}`;
     const known = this.#memo.get(key);
     if (known !== undefined) return known;
     const answer = this.#match(host, port);

@@ -124,6 +124,21 @@ describe('NoProxyMatcher.matches', () => {
   });
 });
 
+describe('NoProxyMatcher.matches with what is not a host name or port', () => {
+  // Found by test/fuzz/no-proxy.test.ts: matches(Symbol(), 0) threw a TypeError.
+  it.each([
+    [Symbol('host'), 80, false],
+    [undefined, 80, false],
+    [42, 80, false],
+    [{}, 80, false],
+    ['example.com', Symbol('port'), true], // "*" matches any port
+  ])('matches(%s, %s) → %s', (host, port, expected) => {
+    const m = new NoProxyMatcher('*, example.com:443');
+    expect(m.matches(host as never, port as never)).toBe(expected);
+    expect(m.matches(host as never, port as never)).toBe(expected);
+  });
+});
+
 const urlCases: Array<[string, string, boolean]> = [
   // Default ports come from the scheme.
   ['host:443', 'https://host/', true],
