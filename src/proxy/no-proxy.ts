@@ -23,6 +23,7 @@
 import { isIPv4, isIPv6 } from 'node:net';
 import { domainToASCII } from 'node:url';
 import { ConfigError } from '../errors.js';
+import { escapeControls } from './endpoint.js';
 
 export const LOOPBACK_NO_PROXY: readonly string[] = Object.freeze(['localhost', '127.0.0.0/8', '::1']);
 
@@ -140,7 +141,8 @@ function parseTarget(host: string): Target | undefined {
 
 /** Returns undefined for entries that are empty once normalized (`.`, `*.`). */
 function parseEntry(token: string): Rule | undefined {
-  const fail = (why: string): ConfigError => new ConfigError(`invalid NO_PROXY entry "${token}": ${why}`);
+  // Escaped: a control character in the entry must not reach a log line raw.
+  const fail = (why: string): ConfigError => new ConfigError(`invalid NO_PROXY entry "${escapeControls(token)}": ${why}`);
   const s = token.toLowerCase();
   if (s.includes('://')) throw fail('entries are host names, not URLs');
 
@@ -276,6 +278,6 @@ export function readableNoProxyEntries(text: string, variable: string): string[]
       skipped.push(entry);
     }
   }
-  if (skipped.length) process.emitWarning(`ignoring ${variable} entries it cannot read: ${skipped.join(', ')}`, { code: 'SESSION_PROXY_NO_PROXY' });
+  if (skipped.length) process.emitWarning(`ignoring ${variable} entries it cannot read: ${escapeControls(skipped.join(', '))}`, { code: 'SESSION_PROXY_NO_PROXY' });
   return usable;
 }

@@ -214,6 +214,23 @@ describe('NoProxyMatcher: bad entries', () => {
     expect((error as Error).message).toContain(message);
   });
 
+  // Found by test/fuzz/no-proxy.test.ts: "[\u0000:1]:8080" reached the message raw.
+  it.each([
+    ['[\0:1]:8080', 'invalid NO_PROXY entry "[\\u0000:1]:8080": not an IPv6 address'],
+    ['a\x1b[2J*b', 'invalid NO_PROXY entry "a\\u001b[2J*b": "*" is only supported'],
+    ['x\x7f/8', 'invalid NO_PROXY entry "x\\u007f/8": a CIDR range needs an IP address'],
+  ])('control characters in an entry are escaped in the message (%j)', (entry, message) => {
+    let error: unknown;
+    try {
+      new NoProxyMatcher(entry);
+    } catch (e) {
+      error = e;
+    }
+    expect(error).toBeInstanceOf(ConfigError);
+    expect((error as Error).message).toContain(message);
+    expect((error as Error).message).not.toMatch(/[\x00-\x1f\x7f]/);
+  });
+
   it('rejects non-strings', () => {
     expect(() => new NoProxyMatcher(undefined as never)).toThrow(ConfigError);
     expect(() => new NoProxyMatcher(['a.com', 5] as never)).toThrow(/got number/);
@@ -282,6 +299,18 @@ describe('NoProxyMatcher.fromEnv', () => {
         resolve();
       }),
     );
+  });
+
+  it('the warning shows unreadable entries escaped', () => {
+    const warnings: string[] = [];
+    const emitWarning = process.emitWarning;
+    process.emitWarning = ((w: string) => void warnings.push(w)) as typeof process.emitWarning;
+    try {
+      NoProxyMatcher.fromEnv({ NO_PROXY: 'ok.test,a\x1b[2J*b' });
+    } finally {
+      process.emitWarning = emitWarning;
+    }
+    expect(warnings).toEqual(['ignoring NO_PROXY entries it cannot read: a\\u001b[2J*b']);
   });
 
   it('reads process.env by default', () => {
