@@ -80,10 +80,11 @@ export class NoProxyMatcher {
   matches(host: string, port: number): boolean {
     // Not a host name at all (from plain JavaScript): nothing matches it.
     if (this.#rules.length === 0 || typeof host !== 'string') return false;
+    // Nor is a port that is not a number a key (a Symbol, an object without toString): not remembered.
+    if (typeof port !== 'number') return this.#match(host, port);
     // Asked on every request with the same few hosts: remember the answers
-    // (the matcher is immutable). Bounded: cleared when full. String(): a
-    // template literal throws on a Symbol.
-    const key = `${host}\0${String(port)}`;
+    // (the matcher is immutable). Bounded: cleared when full.
+    const key = `${host}\0${port}`;
     const known = this.#memo.get(key);
     if (known !== undefined) return known;
     const answer = this.#match(host, port);

@@ -132,6 +132,7 @@ describe('NoProxyMatcher.matches with what is not a host name or port', () => {
     [42, 80, false],
     [{}, 80, false],
     ['example.com', Symbol('port'), true], // "*" matches any port
+    ['example.com', { toString: 0 }, true],
   ])('matches(%s, %s) → %s', (host, port, expected) => {
     const m = new NoProxyMatcher('*, example.com:443');
     expect(m.matches(host as never, port as never)).toBe(expected);
