@@ -166,7 +166,9 @@ function parseEntry(token: string): Rule | undefined {
   }
   const port = portPart === undefined ? undefined : parsePort(portPart, fail);
   if (hostPart === '*') return { kind: 'any', port };
-  if (!bracketed && hostPart.endsWith('.')) hostPart = hostPart.slice(0, -1);
+  // Trailing dots, like leading ones, all go: `example.com..` is example.com
+  // (kept, it would be a rule that never matches yet prints as one that does).
+  if (!bracketed) hostPart = hostPart.replace(/\.+$/, '');
 
   const slash = hostPart.indexOf('/');
   if (slash >= 0) return { kind: 'ip', port, ...parseCidr(hostPart.slice(0, slash), hostPart.slice(slash + 1), fail) };
@@ -178,7 +180,10 @@ function parseEntry(token: string): Rule | undefined {
   const name = hostPart.replace(/^\*/, '').replace(/^\.+/, '');
   if (name.includes('*')) throw fail('"*" is only supported alone or as a leading "*."; use CIDR for address ranges');
   if (name === '') return undefined;
-  return { kind: 'name', port, name: toAscii(name) };
+  // IDNA maps some characters to dots (`。`): trim those as well.
+  const ascii = toAscii(name).replace(/^\.+|\.+$/g, '');
+  if (ascii === '') return undefined;
+  return { kind: 'name', port, name: ascii };
 }
 
 function parseCidr(addr: string, bits: string, fail: (why: string) => ConfigError): { bytes: Uint8Array; prefix: number } {

@@ -260,6 +260,22 @@ describe('NoProxyMatcher: normalized entries', () => {
     expect(Object.isFrozen(m.entries)).toBe(true);
   });
 
+  // Found by test/fuzz/no-proxy.test.ts: "example.com..." kept a dot ("example.com.." never
+  // matched, yet read back as "example.com."), and IDNA turned "İ.." into "xn--i-9bb.".
+  it.each([
+    ['example.com...', 'example.com'],
+    ['..example.com..:443', 'example.com:443'],
+    ['İ..', 'xn--i-9bb'],
+    ['example.com\u3002', 'example.com'],
+    ['\u3002example.com', 'example.com'],
+  ])('trailing dots, and dots IDNA makes, are trimmed: %j → %j', (entry, normalized) => {
+    const m = new NoProxyMatcher(entry);
+    expect(m.entries).toEqual([normalized]);
+    expect(new NoProxyMatcher(m.entries).entries).toEqual([normalized]);
+    const host = normalized.replace(/:\d+$/, '');
+    expect(m.matches(`api.${host}`, 443)).toBe(true);
+  });
+
   it('is empty for blank input', () => {
     expect(new NoProxyMatcher('').isEmpty).toBe(true);
     expect(new NoProxyMatcher([' ', ',']).isEmpty).toBe(true);
