@@ -183,6 +183,10 @@ function parseEntry(token: string): Rule | undefined {
   // IDNA maps some characters to dots (`。`): trim those as well.
   const ascii = toAscii(name).replace(/^\.+|\.+$/g, '');
   if (ascii === '') return undefined;
+  // `.10.0.0.1`, `*::1`, `.[::1]`: as a name rule it never matches (targets
+  // that are addresses only meet IP rules), yet its entry text is the bare
+  // address, which child processes get in NO_PROXY and would go direct for.
+  if (ipBytes(ascii) || ascii.startsWith('[')) throw fail('a leading "." or "*" makes a domain suffix, and an IP address has none: write the address alone, or a CIDR range');
   return { kind: 'name', port, name: ascii };
 }
 

@@ -202,6 +202,14 @@ describe('NoProxyMatcher: bad entries', () => {
     ['*.*.example.com', '"*"'],
     ['192.168.*', '"*"'],
     ['http://example.com', 'not URLs'],
+    // Found by test/fuzz/no-proxy.test.ts: these were name rules that never matched,
+    // printed (for child processes' NO_PROXY) as the bare address, which bypasses.
+    ['.10.0.0.1', 'an IP address has none'],
+    ['*.10.0.0.1', 'an IP address has none'],
+    ['*::1', 'an IP address has none'],
+    ['.::ffff:10.0.0.1', 'an IP address has none'],
+    ['.[', 'an IP address has none'],
+    ['*[::1]', 'an IP address has none'],
   ])('%j', (entry, message) => {
     const list = `ok.example, ${entry}, other.example`;
     let error: unknown;
