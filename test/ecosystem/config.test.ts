@@ -163,6 +163,20 @@ describe('${VAR} interpolation', () => {
     const err = configError(() => loadConfig({ configFile }, { P: SECRET }));
     expect(err.message).toContain('accounts.alice: unsupported proxy scheme "ftp"');
   });
+
+  // Found by test/fuzz/config.test.ts: {"noProxy": "${SP_PASS}"} echoed the variable's value.
+  it.each([
+    [{ noProxy: '${P}' }, 'noProxy: invalid NO_PROXY entry (not shown: the value came from an environment variable): "*" is only supported'],
+    [{ noProxy: ['localhost', 'x${P}'] }, 'noProxy: invalid NO_PROXY entry (not shown: the value came from an environment variable): "*" is only supported'],
+    [{ noProxy: 'ok.test, ${P}:0' }, 'noProxy: invalid NO_PROXY entry (not shown: the value came from an environment variable): port must be'],
+  ])('an interpolated NO_PROXY entry is not shown when it is invalid (%j)', (doc, message) => {
+    const err = configError(() => loadConfig({ configFile: file(doc) }, { P: `a*${SECRET}` }));
+    expect(err.message).toContain(message);
+  });
+
+  it('a NO_PROXY entry written out is still shown', () => {
+    expect(configError(() => loadConfig({ configFile: file({ noProxy: 'ok.test, bad*entry' }) }, {})).message).toContain('invalid NO_PROXY entry "bad*entry"');
+  });
 });
 
 describe('vendor proxy lists', () => {
