@@ -265,6 +265,17 @@ describe('validation', () => {
     expect(configError(() => loadConfig({ future: 1 } as never, {})).message).toMatch(/^future: unknown key \(expected one of proxy, accounts, .*\) \(in options\)$/);
   });
 
+  // Found by test/fuzz/config.test.ts: "did you mean" compared a long unknown key with
+  // every known key, quadratically (a 200 KB key took 14 s).
+  it('a very long unknown key is refused at once, without a suggestion', () => {
+    const t0 = performance.now();
+    const err = configError(() => loadConfig({ ['x'.repeat(200_000)]: 1 } as never, {}));
+    expect(performance.now() - t0).toBeLessThan(1000);
+    expect(err.message).toMatch(/^x{200000}: unknown key \(expected one of proxy, /);
+    // Near misses still get one.
+    expect(configError(() => loadConfig({ requireScopee: true } as never, {})).message).toMatch(/^requireScopee: unknown key \(did you mean "requireScope"\?\)/);
+  });
+
   it('an invalid environment proxy names the variable', () => {
     expect(configError(() => loadConfig({}, { HTTPS_PROXY: `ftp://u:${SECRET}@10.0.0.1:1` })).message).toMatch(/^HTTPS_PROXY: unsupported proxy scheme "ftp" .*\(in environment\)$/);
   });
