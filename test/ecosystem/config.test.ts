@@ -276,6 +276,18 @@ describe('validation', () => {
     expect(configError(() => loadConfig({ requireScopee: true } as never, {})).message).toMatch(/^requireScopee: unknown key \(did you mean "requireScope"\?\)/);
   });
 
+  // Found by test/fuzz/config.test.ts: 5 000 levels of nesting were a RangeError (stack overflow).
+  it('nesting deeper than any configuration is a ConfigError, in a file, in the JSON variable and in code', () => {
+    const deep = (d: number) => `${'['.repeat(d)}${']'.repeat(d)}`;
+    expect(configError(() => loadConfig({ configFile: file(`{"health": ${deep(20_000)}}`) }, {})).message).toMatch(/^health(\[0\]){63}: nested more than 64 levels deep \(in config file /);
+    expect(configError(() => loadConfig({}, { SESSION_PROXY_CONFIG_JSON: `{"accounts": {"a": ${'{"proxies":'.repeat(5000)}1${'}'.repeat(5000)}}}` })).message).toMatch(/: nested more than 64 levels deep \(in SESSION_PROXY_CONFIG_JSON\)$/);
+    let o: unknown = 1;
+    for (let i = 0; i < 10_000; i++) o = { a: o };
+    expect(configError(() => loadConfig({ requestTls: o } as never, {})).message).toMatch(/^requestTls(\.a){63}: nested more than 64 levels deep \(in options\)$/);
+    // A realistic depth is fine.
+    expect(loadConfig({ configFile: file({ accounts: { a: { proxies: [{ url: 'https://10.0.0.1:1', tls: { ca: ['PEM'] } }] } } }) }, {}).accounts).toBeDefined();
+  });
+
   it('an invalid environment proxy names the variable', () => {
     expect(configError(() => loadConfig({}, { HTTPS_PROXY: `ftp://u:${SECRET}@10.0.0.1:1` })).message).toMatch(/^HTTPS_PROXY: unsupported proxy scheme "ftp" .*\(in environment\)$/);
   });
