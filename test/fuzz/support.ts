@@ -50,6 +50,12 @@ interface Tally {
   ms: number;
 }
 const tallies: Tally[] = [];
+const outcomes = new Map<string, number>();
+
+/** Counts what an input led to (`ok`, `ProxyAuthError`, …), for the summary line: are the fuzzers reaching every path? */
+export function outcome(kind: string): void {
+  outcomes.set(kind, (outcomes.get(kind) ?? 0) + 1);
+}
 
 /**
  * Prints, after the file, how many inputs each property tried:
@@ -60,7 +66,8 @@ export function reportAfterAll(file: string): void {
     const total = tallies.reduce((n, t) => n + t.runs, 0);
     const ms = tallies.reduce((n, t) => n + t.ms, 0);
     const each = tallies.map((t) => `${t.name} ${t.runs}`).join(', ');
-    console.log(`[fuzz] ${file}: seed ${SEED}, ${total} inputs in ${Math.round(ms)} ms — ${each}`);
+    const seen = outcomes.size ? `; outcomes: ${[...outcomes].map(([k, v]) => `${k} ${v}`).join(', ')}` : '';
+    console.log(`[fuzz] ${file}: seed ${SEED}, ${total} inputs in ${Math.round(ms)} ms — ${each}${seen}`);
   });
 }
 
