@@ -55,7 +55,8 @@ export interface Layer {
   readonly source: string;
   proxy?: PoolRef;
   accounts?: Map<string, PoolRef>;
-  noProxy?: { value: string | readonly string[]; path: string };
+  /** `secret`: a `${VAR}` went into it, so its entries are never shown. */
+  noProxy?: { value: string | readonly string[]; path: string; secret?: boolean };
   strict?: boolean;
   requireScope?: boolean;
   tunnelSockets?: boolean;
@@ -168,7 +169,10 @@ function validateLayer(raw: Record<string, unknown>, c: Ctx, known: readonly str
     layer.defaultProtocol = v;
   }
   for (const key of BOOLEAN_KEYS) if (d[key] !== undefined) layer[key] = checkBoolean(d[key], key, c) as boolean;
-  if (d.noProxy !== undefined) layer.noProxy = { value: checkNoProxy(d.noProxy, 'noProxy', src), path: 'noProxy' };
+  if (d.noProxy !== undefined) {
+    const secret = [...c.secret].some((p) => p === 'noProxy' || p.startsWith('noProxy['));
+    layer.noProxy = { value: checkNoProxy(d.noProxy, 'noProxy', src), path: 'noProxy', secret };
+  }
   if (d.requestTls !== undefined) {
     layer.requestTls = (c.kind === 'file' ? fileTls(d.requestTls, 'requestTls', c, c.baseDir) : codeTls(d.requestTls, 'requestTls', REQUEST_TLS_KEYS, c)) as ConnectionOptions;
   }

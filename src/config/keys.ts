@@ -61,17 +61,24 @@ export function hasLiteralPrototype(v: unknown): boolean {
   return (above === Object.prototype || above === null) && !Object.prototype.hasOwnProperty.call(proto, 'constructor');
 }
 
+/** Deeper than any configuration is (accounts.a.proxies[0].tls.ca[0] is 6): beyond it, the walkers would overflow the stack. */
+export const MAX_DEPTH = 64;
+
 /**
  * Walks plain objects (and arrays) of a configuration and throws on the first
  * forbidden key, or on an object whose prototype was set by a `__proto__`
- * key. Other objects (Buffer, URL, KeyObject, ProxyEndpoint…) are values, not
- * configuration: they are not entered.
+ * key, or on nesting deeper than MAX_DEPTH (every later walk is recursive:
+ * 5 000 levels were a RangeError). Other objects (Buffer, URL, KeyObject,
+ * ProxyEndpoint…) are values, not configuration: they are not entered.
  */
-export function checkKeys(v: unknown, path: string, source: string | undefined, seen = new Set<object>()): void {
+export function checkKeys(v: unknown, path: string, source: string | undefined, seen = new Set<object>(), depth = 0): void {
   if (v === null || typeof v !== 'object' || seen.has(v)) return;
   seen.add(v);
+  if (depth >= MAX_DEPTH && (Array.isArray(v) || isPlainObject(v))) {
+    throw new ConfigError(`${path}: nested more than ${MAX_DEPTH} levels deep${source ? ` (in ${source})` : ''}`);
+  }
   if (Array.isArray(v)) {
-    v.forEach((e, i) => checkKeys(e, keyPath(path, i), source, seen));
+    v.forEach((e, i) => checkKeys(e, keyPath(path, i), source, seen, depth + 1));
     return;
   }
   if (hasLiteralPrototype(v)) throw forbiddenKey(keyPath(path, '__proto__'), '__proto__', source);
@@ -79,6 +86,6 @@ export function checkKeys(v: unknown, path: string, source: string | undefined, 
   for (const key of Object.getOwnPropertyNames(v)) {
     const at = keyPath(path, key);
     if (isForbiddenKey(key)) throw forbiddenKey(at, key, source);
-    checkKeys(v[key], at, source, seen);
+    checkKeys(v[key], at, source, seen, depth + 1);
   }
 }

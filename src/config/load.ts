@@ -29,7 +29,7 @@ import { ConfigError, ProxyUrlError } from '../errors.js';
 import { parseProxyList } from '../proxy/parse.js';
 import { parsePoolEntry, type PoolEntry } from '../gateways/entry.js';
 import { LOOPBACK_NO_PROXY, NoProxyMatcher, readableNoProxyEntries } from '../proxy/no-proxy.js';
-import { PROXY_PROTOCOLS, type ProxyEndpoint, type ProxyProtocol } from '../proxy/endpoint.js';
+import { PROXY_PROTOCOLS, escapeControls, type ProxyEndpoint, type ProxyProtocol } from '../proxy/endpoint.js';
 import type { SessionProxyOptions } from '../options.js';
 import { parseJsonText, validateDocument, validateOptions, type Layer, type PoolRef } from './document.js';
 import { readText, resolveFile } from './files.js';
@@ -141,7 +141,7 @@ function merge(layers: Layer[], file: string | undefined, fromParent: boolean): 
     try {
       new NoProxyMatcher(noProxy.value.value);
     } catch (err) {
-      throw fail(noProxy.value.path, (err as Error).message, noProxy.layer.source);
+      throw fail(noProxy.value.path, noProxy.value.secret ? withoutEntry(noProxy.value.value) : (err as Error).message, noProxy.layer.source);
     }
     out.noProxy = noProxy.value.value;
   }
@@ -153,6 +153,27 @@ function merge(layers: Layer[], file: string | undefined, fromParent: boolean): 
   if (tls) out.requestTls = tls.value as ConnectionOptions;
   for (const layer of [...layers].reverse()) Object.assign(out, layer.extra);
   return { options: out, proxySource: proxy ? (proxy.layer.source === 'environment' ? proxy.value.path : proxy.layer.source) : undefined, file, fromParent };
+}
+
+/**
+ * The NO_PROXY error for a value that used a `${VAR}`, which is never shown:
+ * what is wrong with its first bad entry, not the entry.
+ */
+function withoutEntry(value: string | readonly string[]): string {
+  const hidden = 'invalid NO_PROXY entry (not shown: the value came from an environment variable)';
+  for (const item of typeof value === 'string' ? [value] : value) {
+    for (const token of item.split(/[\s,]+/)) {
+      if (token === '') continue;
+      try {
+        new NoProxyMatcher(token);
+      } catch (err) {
+        const message = (err as Error).message;
+        const prefix = `invalid NO_PROXY entry "${escapeControls(token)}": `;
+        return message.startsWith(prefix) ? `${hidden}: ${message.slice(prefix.length)}` : hidden;
+      }
+    }
+  }
+  return hidden;
 }
 
 const PROXY_HINT = `expected scheme://[user:pass@]host:port with scheme ${PROXY_PROTOCOLS.join(', ')}, or a vendor line host:port[:user:pass]`;

@@ -186,8 +186,13 @@ export class ProxyEndpoint {
     if (init.password !== undefined && controlCharacterIn(init.password) !== undefined) {
       throw new ProxyUrlError('proxy password contains a control character (CR, LF, NUL or another C0 control, or DEL; which and where is not shown)');
     }
+    checkUnicode('username', init.username);
+    checkUnicode('password', init.password);
     // A password without a username still needs a (empty) user to be sent.
-    this.username = init.username ?? (init.password !== undefined ? '' : undefined);
+    // An empty user without a password is no credentials, as `http://@host`
+    // is: otherwise HTTP would send `Basic Og==` here and none from the env
+    // URL a child process gets (`http://@host` again).
+    this.username = init.password !== undefined ? (init.username ?? '') : init.username || undefined;
     this.#password = init.password;
     if (init.label !== undefined && typeof init.label !== 'string') {
       throw new ProxyUrlError(`proxy label must be a string, got ${typeName(init.label)}`);
@@ -327,6 +332,22 @@ export function escapeControls(text: string): string {
 function checkControls(field: 'host' | 'username' | 'label', value: string | undefined): void {
   const at = value === undefined ? undefined : controlCharacterIn(value);
   if (at !== undefined) throw new ProxyUrlError(`proxy ${field} contains a control character (${at})`);
+}
+
+/**
+ * A lone UTF-16 surrogate has no UTF-8 form: the Basic credentials and the
+ * SOCKS5 user/pass would carry U+FFFD instead (wrong credentials, silently),
+ * and encodeURIComponent — the redacted `url`, so every message naming the
+ * proxy, and toEnvUrl — throws a URIError. Refused like a control character;
+ * for the password, without saying where.
+ */
+const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
+
+function checkUnicode(field: 'username' | 'password', value: string | undefined): void {
+  const m = value === undefined ? null : LONE_SURROGATE.exec(value);
+  if (!m) return;
+  const where = field === 'password' ? 'where is not shown' : `at ${m.index}`;
+  throw new ProxyUrlError(`proxy ${field} is not well-formed Unicode (a lone UTF-16 surrogate; ${where})`);
 }
 
 function checkPort(port: unknown): number {

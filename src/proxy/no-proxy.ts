@@ -23,6 +23,7 @@
 import { isIPv4, isIPv6 } from 'node:net';
 import { domainToASCII } from 'node:url';
 import { ConfigError } from '../errors.js';
+import { escapeControls } from './endpoint.js';
 
 export const LOOPBACK_NO_PROXY: readonly string[] = Object.freeze(['localhost', '127.0.0.0/8', '::1']);
 
@@ -77,7 +78,10 @@ export class NoProxyMatcher {
 
   /** `port` is the effective port: the caller resolves scheme defaults. */
   matches(host: string, port: number): boolean {
-    if (this.#rules.length === 0) return false;
+    // Not a host name at all (from plain JavaScript): nothing matches it.
+    if (this.#rules.length === 0 || typeof host !== 'string') return false;
+    // Nor is a port that is not a number a key (a Symbol, an object without toString): not remembered.
+    if (typeof port !== 'number') return this.#match(host, port);
     // Asked on every request with the same few hosts: remember the answers
     // (the matcher is immutable). Bounded: cleared when full.
     const key = `${host}\0${port}`;
@@ -138,7 +142,8 @@ function parseTarget(host: string): Target | undefined {
 
 /** Returns undefined for entries that are empty once normalized (`.`, `*.`). */
 function parseEntry(token: string): Rule | undefined {
-  const fail = (why: string): ConfigError => new ConfigError(`invalid NO_PROXY entry "${token}": ${why}`);
+  // Escaped: a control character in the entry must not reach a log line raw.
+  const fail = (why: string): ConfigError => new ConfigError(`invalid NO_PROXY entry "${escapeControls(token)}": ${why}`);
   const s = token.toLowerCase();
   if (s.includes('://')) throw fail('entries are host names, not URLs');
 
@@ -161,7 +166,9 @@ function parseEntry(token: string): Rule | undefined {
   }
   const port = portPart === undefined ? undefined : parsePort(portPart, fail);
   if (hostPart === '*') return { kind: 'any', port };
-  if (!bracketed && hostPart.endsWith('.')) hostPart = hostPart.slice(0, -1);
+  // Trailing dots, like leading ones, all go: `example.com..` is example.com
+  // (kept, it would be a rule that never matches yet prints as one that does).
+  if (!bracketed) hostPart = hostPart.replace(/\.+$/, '');
 
   const slash = hostPart.indexOf('/');
   if (slash >= 0) return { kind: 'ip', port, ...parseCidr(hostPart.slice(0, slash), hostPart.slice(slash + 1), fail) };
@@ -173,7 +180,14 @@ function parseEntry(token: string): Rule | undefined {
   const name = hostPart.replace(/^\*/, '').replace(/^\.+/, '');
   if (name.includes('*')) throw fail('"*" is only supported alone or as a leading "*."; use CIDR for address ranges');
   if (name === '') return undefined;
-  return { kind: 'name', port, name: toAscii(name) };
+  // IDNA maps some characters to dots (`。`): trim those as well.
+  const ascii = toAscii(name).replace(/^\.+|\.+$/g, '');
+  if (ascii === '') return undefined;
+  // `.10.0.0.1`, `*::1`, `.[::1]`: as a name rule it never matches (targets
+  // that are addresses only meet IP rules), yet its entry text is the bare
+  // address, which child processes get in NO_PROXY and would go direct for.
+  if (ipBytes(ascii) || ascii.startsWith('[')) throw fail('a leading "." or "*" makes a domain suffix, and an IP address has none: write the address alone, or a CIDR range');
+  return { kind: 'name', port, name: ascii };
 }
 
 function parseCidr(addr: string, bits: string, fail: (why: string) => ConfigError): { bytes: Uint8Array; prefix: number } {
@@ -274,6 +288,6 @@ export function readableNoProxyEntries(text: string, variable: string): string[]
       skipped.push(entry);
     }
   }
-  if (skipped.length) process.emitWarning(`ignoring ${variable} entries it cannot read: ${skipped.join(', ')}`, { code: 'SESSION_PROXY_NO_PROXY' });
+  if (skipped.length) process.emitWarning(`ignoring ${variable} entries it cannot read: ${escapeControls(skipped.join(', '))}`, { code: 'SESSION_PROXY_NO_PROXY' });
   return usable;
 }

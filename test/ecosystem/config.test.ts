@@ -163,6 +163,20 @@ describe('${VAR} interpolation', () => {
     const err = configError(() => loadConfig({ configFile }, { P: SECRET }));
     expect(err.message).toContain('accounts.alice: unsupported proxy scheme "ftp"');
   });
+
+  // Found by test/fuzz/config.test.ts: {"noProxy": "${SP_PASS}"} echoed the variable's value.
+  it.each([
+    [{ noProxy: '${P}' }, 'noProxy: invalid NO_PROXY entry (not shown: the value came from an environment variable): "*" is only supported'],
+    [{ noProxy: ['localhost', 'x${P}'] }, 'noProxy: invalid NO_PROXY entry (not shown: the value came from an environment variable): "*" is only supported'],
+    [{ noProxy: 'ok.test, ${P}:0' }, 'noProxy: invalid NO_PROXY entry (not shown: the value came from an environment variable): port must be'],
+  ])('an interpolated NO_PROXY entry is not shown when it is invalid (%j)', (doc, message) => {
+    const err = configError(() => loadConfig({ configFile: file(doc) }, { P: `a*${SECRET}` }));
+    expect(err.message).toContain(message);
+  });
+
+  it('a NO_PROXY entry written out is still shown', () => {
+    expect(configError(() => loadConfig({ configFile: file({ noProxy: 'ok.test, bad*entry' }) }, {})).message).toContain('invalid NO_PROXY entry "bad*entry"');
+  });
 });
 
 describe('vendor proxy lists', () => {
@@ -249,6 +263,29 @@ describe('validation', () => {
     expect((o.accounts!.bob as ProxyEndpoint[])[0]).toBe(ep);
     expect(o.requestTls).toEqual({ rejectUnauthorized: false });
     expect(configError(() => loadConfig({ future: 1 } as never, {})).message).toMatch(/^future: unknown key \(expected one of proxy, accounts, .*\) \(in options\)$/);
+  });
+
+  // Found by test/fuzz/config.test.ts: "did you mean" compared a long unknown key with
+  // every known key, quadratically (a 200 KB key took 14 s).
+  it('a very long unknown key is refused at once, without a suggestion', () => {
+    const t0 = performance.now();
+    const err = configError(() => loadConfig({ ['x'.repeat(200_000)]: 1 } as never, {}));
+    expect(performance.now() - t0).toBeLessThan(1000);
+    expect(err.message).toMatch(/^x{200000}: unknown key \(expected one of proxy, /);
+    // Near misses still get one.
+    expect(configError(() => loadConfig({ requireScopee: true } as never, {})).message).toMatch(/^requireScopee: unknown key \(did you mean "requireScope"\?\)/);
+  });
+
+  // Found by test/fuzz/config.test.ts: 5 000 levels of nesting were a RangeError (stack overflow).
+  it('nesting deeper than any configuration is a ConfigError, in a file, in the JSON variable and in code', () => {
+    const deep = (d: number) => `${'['.repeat(d)}${']'.repeat(d)}`;
+    expect(configError(() => loadConfig({ configFile: file(`{"health": ${deep(20_000)}}`) }, {})).message).toMatch(/^health(\[0\]){63}: nested more than 64 levels deep \(in config file /);
+    expect(configError(() => loadConfig({}, { SESSION_PROXY_CONFIG_JSON: `{"accounts": {"a": ${'{"proxies":'.repeat(5000)}1${'}'.repeat(5000)}}}` })).message).toMatch(/: nested more than 64 levels deep \(in SESSION_PROXY_CONFIG_JSON\)$/);
+    let o: unknown = 1;
+    for (let i = 0; i < 10_000; i++) o = { a: o };
+    expect(configError(() => loadConfig({ requestTls: o } as never, {})).message).toMatch(/^requestTls(\.a){63}: nested more than 64 levels deep \(in options\)$/);
+    // A realistic depth is fine.
+    expect(loadConfig({ configFile: file({ accounts: { a: { proxies: [{ url: 'https://10.0.0.1:1', tls: { ca: ['PEM'] } }] } } }) }, {}).accounts).toBeDefined();
   });
 
   it('an invalid environment proxy names the variable', () => {

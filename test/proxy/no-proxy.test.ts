@@ -124,6 +124,22 @@ describe('NoProxyMatcher.matches', () => {
   });
 });
 
+describe('NoProxyMatcher.matches with what is not a host name or port', () => {
+  // Found by test/fuzz/no-proxy.test.ts: matches(Symbol(), 0) threw a TypeError.
+  it.each([
+    [Symbol('host'), 80, false],
+    [undefined, 80, false],
+    [42, 80, false],
+    [{}, 80, false],
+    ['example.com', Symbol('port'), true], // "*" matches any port
+    ['example.com', { toString: 0 }, true],
+  ])('matches(%s, %s) → %s', (host, port, expected) => {
+    const m = new NoProxyMatcher('*, example.com:443');
+    expect(m.matches(host as never, port as never)).toBe(expected);
+    expect(m.matches(host as never, port as never)).toBe(expected);
+  });
+});
+
 const urlCases: Array<[string, string, boolean]> = [
   // Default ports come from the scheme.
   ['host:443', 'https://host/', true],
@@ -186,6 +202,14 @@ describe('NoProxyMatcher: bad entries', () => {
     ['*.*.example.com', '"*"'],
     ['192.168.*', '"*"'],
     ['http://example.com', 'not URLs'],
+    // Found by test/fuzz/no-proxy.test.ts: these were name rules that never matched,
+    // printed (for child processes' NO_PROXY) as the bare address, which bypasses.
+    ['.10.0.0.1', 'an IP address has none'],
+    ['*.10.0.0.1', 'an IP address has none'],
+    ['*::1', 'an IP address has none'],
+    ['.::ffff:10.0.0.1', 'an IP address has none'],
+    ['.[', 'an IP address has none'],
+    ['*[::1]', 'an IP address has none'],
   ])('%j', (entry, message) => {
     const list = `ok.example, ${entry}, other.example`;
     let error: unknown;
@@ -197,6 +221,23 @@ describe('NoProxyMatcher: bad entries', () => {
     expect(error).toBeInstanceOf(ConfigError);
     expect((error as Error).message).toContain(`"${entry}"`);
     expect((error as Error).message).toContain(message);
+  });
+
+  // Found by test/fuzz/no-proxy.test.ts: "[\u0000:1]:8080" reached the message raw.
+  it.each([
+    ['[\0:1]:8080', 'invalid NO_PROXY entry "[\\u0000:1]:8080": not an IPv6 address'],
+    ['a\x1b[2J*b', 'invalid NO_PROXY entry "a\\u001b[2J*b": "*" is only supported'],
+    ['x\x7f/8', 'invalid NO_PROXY entry "x\\u007f/8": a CIDR range needs an IP address'],
+  ])('control characters in an entry are escaped in the message (%j)', (entry, message) => {
+    let error: unknown;
+    try {
+      new NoProxyMatcher(entry);
+    } catch (e) {
+      error = e;
+    }
+    expect(error).toBeInstanceOf(ConfigError);
+    expect((error as Error).message).toContain(message);
+    expect((error as Error).message).not.toMatch(/[\x00-\x1f\x7f]/);
   });
 
   it('rejects non-strings', () => {
@@ -225,6 +266,22 @@ describe('NoProxyMatcher: normalized entries', () => {
     expect(m.toString()).toBe(m.entries.join(','));
     expect(m.isEmpty).toBe(false);
     expect(Object.isFrozen(m.entries)).toBe(true);
+  });
+
+  // Found by test/fuzz/no-proxy.test.ts: "example.com..." kept a dot ("example.com.." never
+  // matched, yet read back as "example.com."), and IDNA turned "İ.." into "xn--i-9bb.".
+  it.each([
+    ['example.com...', 'example.com'],
+    ['..example.com..:443', 'example.com:443'],
+    ['İ..', 'xn--i-9bb'],
+    ['example.com\u3002', 'example.com'],
+    ['\u3002example.com', 'example.com'],
+  ])('trailing dots, and dots IDNA makes, are trimmed: %j → %j', (entry, normalized) => {
+    const m = new NoProxyMatcher(entry);
+    expect(m.entries).toEqual([normalized]);
+    expect(new NoProxyMatcher(m.entries).entries).toEqual([normalized]);
+    const host = normalized.replace(/:\d+$/, '');
+    expect(m.matches(`api.${host}`, 443)).toBe(true);
   });
 
   it('is empty for blank input', () => {
@@ -267,6 +324,18 @@ describe('NoProxyMatcher.fromEnv', () => {
         resolve();
       }),
     );
+  });
+
+  it('the warning shows unreadable entries escaped', () => {
+    const warnings: string[] = [];
+    const emitWarning = process.emitWarning;
+    process.emitWarning = ((w: string) => void warnings.push(w)) as typeof process.emitWarning;
+    try {
+      NoProxyMatcher.fromEnv({ NO_PROXY: 'ok.test,a\x1b[2J*b' });
+    } finally {
+      process.emitWarning = emitWarning;
+    }
+    expect(warnings).toEqual(['ignoring NO_PROXY entries it cannot read: a\\u001b[2J*b']);
   });
 
   it('reads process.env by default', () => {

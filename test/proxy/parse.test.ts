@@ -439,6 +439,36 @@ describe('control characters are refused at parse time, naming the field', () =>
   });
 });
 
+// Found by test/fuzz/parse.test.ts: `h:1: \ud800h:1:…:only-pass` parsed, and then
+// String(endpoint) — so every message naming the proxy — threw a URIError.
+describe('a lone UTF-16 surrogate in the credentials is refused at parse time', () => {
+  it.each([
+    ['vendor username', () => parseProxy('h:1: \ud800h:only-pass'), 'proxy username is not well-formed Unicode (a lone UTF-16 surrogate; at 1)'],
+    ['URL username', () => parseProxy(`http://proxy.ex\udc00e.com:${SECRET}@proxy.example.com`), 'proxy username is not well-formed Unicode'],
+    ['URL password', () => parseProxy(`http://u:${SECRET}\ud800@h:1`), 'proxy password is not well-formed Unicode (a lone UTF-16 surrogate; where is not shown)'],
+    ['vendor password', () => parseProxy(`h:1:u:\udfff${SECRET}`), 'proxy password is not well-formed Unicode'],
+    ['object password', () => parseProxy({ url: 'socks5://u@h:1', password: `${SECRET}\ud83d` }), 'proxy password is not well-formed Unicode'],
+    ['ProxyEndpoint username', () => new ProxyEndpoint({ protocol: 'http', host: 'h', username: '\udc00' }), 'proxy username is not well-formed Unicode'],
+  ])('%s', (_, parse, message) => {
+    let error: unknown;
+    try {
+      parse();
+    } catch (e) {
+      error = e;
+    }
+    expect(error).toBeInstanceOf(ProxyUrlError);
+    expect((error as Error).message).toContain(message);
+    expect(leaks(String(error)) || leaks(inspect(error))).toBe(false);
+  });
+
+  it('a surrogate pair (an emoji) is fine', () => {
+    const e = parseProxy('http://%F0%9F%94%91:p\u{1F511}@h:1');
+    expect(e.username).toBe('\u{1F511}');
+    expect(e.url).toBe('http://%F0%9F%94%91:***@h:1');
+    expect(parseProxy(e.toEnvUrl()).getPassword()).toBe('p\u{1F511}');
+  });
+});
+
 describe('ProxyEndpoint never shows its password', () => {
   const e = parseProxy(`socks5h://bob:${SECRET}@127.0.0.1:1080`);
   const views: Array<[string, () => string]> = [
@@ -499,6 +529,21 @@ describe('ProxyEndpoint accessors', () => {
     const e = parseProxy(input);
     expect(e.toEnvUrl()).toBe(env);
     expect(e.authority).toBe(authority);
+  });
+
+  // Found by test/fuzz/parse.test.ts: { url, username: '' } sent Basic ":" itself, while
+  // its env URL (http://@host) read back with no credentials in a child process.
+  it.each([
+    [{ url: 'http://proxy.example.com:3128', username: '' }],
+    [{ url: 'socks5://h:1', username: '' }],
+  ])('an empty username without a password is no credentials (%o)', (input) => {
+    const e = parseProxy(input);
+    expect(e.username).toBeUndefined();
+    expect(e.url).not.toContain('@');
+    expect(parseProxy(e.toEnvUrl()).username).toBeUndefined();
+    expect(new ProxyEndpoint({ protocol: 'http', host: 'h', username: '' }).username).toBeUndefined();
+    // With a password, the empty user stays: it is sent.
+    expect(parseProxy({ ...input, password: 'pw' }).username).toBe('');
   });
 
   it('percent-encodes the user name in url', () => {
