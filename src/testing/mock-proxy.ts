@@ -8,7 +8,8 @@ import * as net from 'node:net';
 import { ProxyContext, resolveOptions } from './mock-proxy/context.js';
 import { FaultState } from './mock-proxy/faults.js';
 import { serveHttp } from './mock-proxy/http.js';
-import { SocketReader } from './mock-proxy/reader.js';
+import type { SocketReader } from './mock-proxy/reader.js';
+import { acceptConnection } from './mock-proxy/accept.js';
 import { serveSocks4 } from './mock-proxy/socks4.js';
 import { serveSocks5 } from './mock-proxy/socks5.js';
 import type { MockProxy, MockProxyOptions } from './mock-proxy/types.js';
@@ -70,21 +71,7 @@ export async function startMockProxy(options: MockProxyOptions = {}): Promise<Mo
 }
 
 function accept(ctx: ProxyContext, socket: net.Socket): void {
-  ctx.track(socket, true);
-  if (ctx.closed) return;
-  if (ctx.faults.takeRefusal()) {
-    socket.destroy();
-    return;
-  }
-  if (ctx.faults.isStalled) {
-    // Read and discard so the client's writes never block, but never answer;
-    // a client that gives up (FIN) is let go, or it would linger half-open.
-    socket.resume();
-    socket.once('end', () => socket.destroy());
-    return;
-  }
-  const reader = new SocketReader(socket);
-  serve(ctx, socket, reader).catch(() => socket.destroy());
+  acceptConnection(ctx, socket, (reader) => serve(ctx, socket, reader));
 }
 
 async function serve(ctx: ProxyContext, socket: net.Socket, reader: SocketReader): Promise<void> {

@@ -12,7 +12,8 @@ import type { ProxyContext } from '../mock-proxy/context.js';
 import { answer, basicCredentials } from '../mock-proxy/http-answer.js';
 import { HEAD_END, MAX_HEAD, headerValue, parseHead } from '../mock-proxy/http-message.js';
 import { hangUp } from '../mock-proxy/io.js';
-import { EndOfStream, SocketReader } from '../mock-proxy/reader.js';
+import { EndOfStream, type SocketReader } from '../mock-proxy/reader.js';
+import { acceptConnection } from '../mock-proxy/accept.js';
 import { Meter, startTunnel } from '../mock-proxy/tunnel.js';
 import type { MockProxyLogEntry } from '../mock-proxy/types.js';
 import { connectUpstream, splitAuthority } from '../mock-proxy/upstream.js';
@@ -33,20 +34,7 @@ export interface GatewayContext {
 type Verdict = { ok: true; session: string | undefined; egressIp: string } | { ok: false; status: 400 | 407 | 502; why: string };
 
 export function accept(g: GatewayContext, socket: net.Socket): void {
-  const { ctx } = g;
-  ctx.track(socket, true);
-  if (ctx.closed) return;
-  if (ctx.faults.takeRefusal()) {
-    socket.destroy();
-    return;
-  }
-  if (ctx.faults.isStalled) {
-    socket.resume();
-    socket.once('end', () => socket.destroy());
-    return;
-  }
-  const reader = new SocketReader(socket);
-  serve(g, socket, reader).catch(() => socket.destroy());
+  acceptConnection(g.ctx, socket, (reader) => serve(g, socket, reader));
 }
 
 async function serve(g: GatewayContext, socket: net.Socket, reader: SocketReader): Promise<void> {
