@@ -27,6 +27,7 @@ import { keyPath, kindOf } from './path.js';
 import { fail, shown, unknownKey, type Checker } from './report.js';
 import { PROXY_TLS_KEYS, REQUEST_TLS_KEYS, codeTls, fileTls, stringOrStrings } from './tls.js';
 import { BOOLEAN_KEYS, PASS_THROUGH, checkBoolean } from './values.js';
+import { checkRules, type RuleRef } from './rules.js';
 
 /** One proxy as written, with where it was written. */
 export interface ProxyRef {
@@ -55,6 +56,7 @@ export interface Layer {
   proxy?: PoolRef;
   accounts?: Map<string, PoolRef>;
   noProxy?: { value: string | readonly string[]; path: string };
+  rules?: Array<RuleRef<PoolRef>>;
   strict?: boolean;
   requireScope?: boolean;
   tunnelSockets?: boolean;
@@ -68,7 +70,7 @@ export interface Layer {
 export const RESERVED_ACCOUNT = 'default';
 
 /** The keys of SessionProxyOptions, in the order messages list them. */
-export const OPTION_KEYS: readonly string[] = ['proxy', 'accounts', 'noProxy', ...BOOLEAN_KEYS, 'defaultProtocol', 'requestTls', ...Object.keys(PASS_THROUGH)];
+export const OPTION_KEYS: readonly string[] = ['proxy', 'accounts', 'noProxy', 'rules', ...BOOLEAN_KEYS, 'defaultProtocol', 'requestTls', ...Object.keys(PASS_THROUGH)];
 /** Keys only the config-file format has. */
 export const FILE_ONLY_KEYS: readonly string[] = ['$schema', 'proxyList'];
 export const FILE_KEYS: readonly string[] = ['$schema', 'proxy', 'proxyList', ...OPTION_KEYS.slice(1)];
@@ -160,6 +162,13 @@ function validateLayer(raw: Record<string, unknown>, c: Ctx, known: readonly str
   }
   for (const key of BOOLEAN_KEYS) if (d[key] !== undefined) layer[key] = checkBoolean(d[key], key, c) as boolean;
   if (d.noProxy !== undefined) layer.noProxy = { value: checkNoProxy(d.noProxy, 'noProxy', src), path: 'noProxy' };
+  if (d.rules !== undefined) {
+    layer.rules = checkRules(d.rules, c, (spec, path) => {
+      const pool: PoolRef = { path, items: [], lists: [] };
+      addProxies(spec, path, pool, c);
+      return pool;
+    });
+  }
   if (d.requestTls !== undefined) {
     layer.requestTls = (c.kind === 'file' ? fileTls(d.requestTls, 'requestTls', c, c.baseDir) : codeTls(d.requestTls, 'requestTls', REQUEST_TLS_KEYS, c)) as ConnectionOptions;
   }
