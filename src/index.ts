@@ -2,7 +2,7 @@ export { SessionProxyManager } from './manager.js';
 export type { RotateOptions, RotateEvent, SessionProxyEvents, EgressEvent, ProxyHealthEvent, VerifyRow } from './manager.js';
 export type { ManagerStats, ProxyStats, AccountStats } from './health/stats.js';
 export type { RotationStrategy } from './routing/strategies.js';
-export type { SessionProxyOptions, ProxySpec } from './options.js';
+export type { SessionProxyOptions, ProxySpec, RoutingRule, PacOptions } from './options.js';
 export { install, getManager, withProxy, rotate, verifyEgress, uninstall } from './global.js';
 export { parseProxy, parseProxyList } from './proxy/parse.js';
 export { ProxyEndpoint, isProxyEndpoint } from './proxy/endpoint.js';

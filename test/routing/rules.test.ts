@@ -26,6 +26,7 @@ import { SessionProxyManager, ConfigError, LeakBlockedError, findSessionProxyErr
 import { startEchoServer, startMockProxy, testCa, type EchoServer, type MockProxy } from '../../src/testing/index.js';
 import { grpcEcho, startGrpcEcho } from '../socket/grpc-echo.js';
 import { readJson } from '../support/scenario.js';
+import { serializeConfig } from '../../src/config/serialize.js';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -282,6 +283,22 @@ describe('rules: configuration', () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe('rules travel to Node children', () => {
+  it('SESSION_PROXY_CONFIG_JSON carries the rules (a rule\'s proxies with their passwords) and loads back the same', () => {
+    const rules = [
+      { match: ['*.openai.com', 'https://api.anthropic.com'], proxy: 'http://u:s3cret@10.0.0.9:3128' },
+      { match: 'localhost:11434', proxy: 'direct' as const, scopes: true },
+    ];
+    const json = serializeConfig({ proxy: 'http://10.0.0.1:1', rules, pac: 'http://wpad.corp/proxy.pac', pacFallback: 'direct' });
+    const back = loadConfig({}, { SESSION_PROXY_CONFIG_JSON: json });
+    expect(back.pac).toBe('http://wpad.corp/proxy.pac');
+    expect(back.pacFallback).toBe('direct');
+    expect(back.rules![1]).toEqual({ match: 'localhost:11434', proxy: 'direct', scopes: true });
+    const [proxy] = back.rules![0]!.proxy as Array<{ getPassword(): string | undefined; url: string }>;
+    expect([proxy!.url, proxy!.getPassword()]).toEqual(['http://u:***@10.0.0.9:3128', 's3cret']);
   });
 });
 

@@ -24,12 +24,11 @@
  */
 import type { Socket } from 'node:net';
 import type { ConnectionOptions } from 'node:tls';
-import { ProxyConnectError, ProxyUnavailableError, SessionProxyError } from '../../errors.js';
-import { ProxyEndpoint } from '../../proxy/endpoint.js';
+import { ProxyConnectError, ProxyUnavailableError } from '../../errors.js';
+import { ProxyEndpoint, hostForUrl } from '../../proxy/endpoint.js';
 import { directConnect } from '../../plumbing.js';
 import { openTunnel } from '../../tunnel/open-tunnel.js';
 import { formatAuthority, type TunnelTarget } from '../../tunnel/target.js';
-import { hostForUrl } from '../../proxy/endpoint.js';
 import type { TunnelOpener } from '../account-tunnels.js';
 import type { Target } from '../route.js';
 import { parsePacAnswer, type PacAnswer } from './answer.js';
@@ -282,7 +281,7 @@ function pacScheme(target: { port: number; scheme?: string }): string {
 }
 
 function messageOf(err: unknown): string {
-  return err instanceof SessionProxyError || err instanceof Error ? err.message : String(err);
+  return err instanceof Error ? err.message : String(err);
 }
 
 function connectDirect(target: TunnelTarget, signal?: AbortSignal): Promise<Socket> {
