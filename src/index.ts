@@ -3,7 +3,7 @@ export type { MoveReason } from './routing/rotation.js';
 export type { RotateOptions, RotateEvent, SessionProxyEvents, EgressEvent, ProxyHealthEvent, VerifyRow, VerifyEgressOptions } from './manager.js';
 export type { ManagerStats, ProxyStats, AccountStats } from './health/stats.js';
 export type { RotationStrategy } from './routing/strategies.js';
-export type { SessionProxyOptions, ProxySpec, PoolEntryInput } from './options.js';
+export type { SessionProxyOptions, ProxySpec, PoolEntryInput, RoutingRule, PacOptions } from './options.js';
 export { install, getManager, withProxy, rotate, verifyEgress, uninstall } from './global.js';
 export { parseProxy, parseProxyList } from './proxy/parse.js';
 export { ProxyEndpoint, isProxyEndpoint } from './proxy/endpoint.js';

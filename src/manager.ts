@@ -17,6 +17,10 @@ import { LOOPBACK_NO_PROXY, NoProxyMatcher } from './proxy/no-proxy.js';
 import type { ProxyEndpoint, ProxyInfo } from './proxy/endpoint.js';
 import { AccountPools, DEFAULT_ACCOUNT, type AccountPool } from './routing/account-pools.js';
 import { REFUSAL, Router, type Refusal } from './routing/router.js';
+import { RuleSet, isRuleRoute } from './routing/rules.js';
+import { PacRouter } from './routing/pac/pac-router.js';
+import { pacUnavailable } from './routing/pac/engine.js';
+import { pacSettings } from './routing/pac/spec.js';
 import { LeakPolicy, type LeakEvent } from './routing/leak-policy.js';
 import { AccountTunnels } from './routing/account-tunnels.js';
 import { Rotation, type MoveEvent } from './routing/rotation.js';
@@ -165,6 +169,10 @@ export class SessionProxyManager<A extends string = string> extends EventEmitter
   private readonly watch: EgressWatch;
   /** `systemCa`: the OS's CAs for the library's own TLS connections (targets and https proxies). */
   private readonly trust: Trust;
+  /** Option `rules`; a proxy rule's pool lives in `accounts` under the rule's route key. */
+  private readonly rules: RuleSet;
+  /** Option `pac`: decides the default route after rules and noProxy. */
+  private readonly pac: PacRouter | undefined;
 
   constructor(options?: SessionProxyOptions<A>);
   constructor(options: SessionProxyOptions = {}) {
@@ -187,7 +195,13 @@ export class SessionProxyManager<A extends string = string> extends EventEmitter
     this.drain = new ConnectionDrain(drainTimeout, (socket) => servedRoute(socket) !== undefined);
     if (options.proxy !== undefined) this.accounts.set(DEFAULT_ACCOUNT, this.parsePool(DEFAULT_ACCOUNT, options.proxy));
     for (const [name, spec] of Object.entries(options.accounts ?? {})) this.addAccount(name, spec);
+    // A rule's proxy is a pool like an account's (health, failover, exclusive), after the accounts.
+    this.rules = new RuleSet(
+      (options.rules ?? []).map((r, i) => ({ match: r.match, scopes: r.scopes, proxy: r.proxy === 'direct' || r.proxy === 'block' ? r.proxy : this.parsePool(`rules[${i}]`, r.proxy) })),
+    );
+    for (const rule of this.rules.rules) if (rule.action === 'proxy') this.accounts.set(rule.route, rule.proxies);
     if (this.exclusive) this.accounts.assignExclusive();
+    this.pac = options.pac === undefined ? undefined : this.createPac(options);
     const self = this;
     this.rotation = new Rotation(
       { strategy: options.strategy ?? 'round-robin', balance: options.balance ?? 'sticky', exclusive: this.exclusive, failover: options.failover },
@@ -206,7 +220,7 @@ export class SessionProxyManager<A extends string = string> extends EventEmitter
         moved: (event) => {
           publish('rotate', () => event);
           this.emit('rotate', event);
-          if (this.options.verifyOnRotate) void this.egress.require(event.account).catch(() => undefined);
+          if (this.options.verifyOnRotate && !isRuleRoute(event.account)) void this.egress.require(event.account).catch(() => undefined);
         },
         renew: (from) => this.sessions.renew(from),
       },
@@ -230,7 +244,8 @@ export class SessionProxyManager<A extends string = string> extends EventEmitter
       via: (proxy) => this.sessions.perConnection(proxy),
       trust: this.trust,
     });
-    this.connections = new ConnectionPools((account, proxy) => this.tunnels.opener(account, proxy), this.trust.forTarget(options.requestTls), drainTimeout);
+    // The PAC's pools (the default route under a PAC) open through the PAC, whatever its answer.
+    this.connections = new ConnectionPools((account, proxy) => (this.pac && proxy === this.pac.endpoint ? this.pac.open : this.tunnels.opener(account, proxy)), this.trust.forTarget(options.requestTls), drainTimeout);
     this.leaks = new LeakPolicy(options.strict ?? true, (event) => this.emit('leak', event));
     this.router = new Router({
       pools: this.accounts,
@@ -249,6 +264,8 @@ export class SessionProxyManager<A extends string = string> extends EventEmitter
         this.traffic.request(account, proxy.identityKey);
         this.watch.touch(account);
       },
+      rules: this.rules,
+      pac: this.pac,
     });
   }
 
@@ -322,7 +339,8 @@ export class SessionProxyManager<A extends string = string> extends EventEmitter
     this.health.startPeriodic(() => this.allProxies());
     this.sessions.start();
     this.watch.start();
-    this.egress.start(() => this.accounts.names());
+    this.egress.start(() => this.accountNames());
+    this.pac?.start();
     const idle = this.options.idleTimeout ?? 300_000;
     this.idleSweep = setInterval(() => this.connections.evictIdle(idle), Math.max(250, Math.floor(idle / 2)));
     this.idleSweep.unref();
@@ -340,6 +358,7 @@ export class SessionProxyManager<A extends string = string> extends EventEmitter
     this.egress.close();
     this.sessions.stop();
     this.watch.stop();
+    this.pac?.close();
     await this.connections.retireAll();
     // No scope is needed any more; on Node 20/22 this also turns off the promise hooks the store uses.
     state.scopes.disable();
@@ -355,7 +374,7 @@ export class SessionProxyManager<A extends string = string> extends EventEmitter
     checkAccount('withProxy(account, fn)', account, false);
     checkFunction('withProxy(account, fn)', fn, account);
     this.requireInstalled('withProxy');
-    this.accounts.require(account);
+    this.requireAccount(account);
     this.undiciLayer?.reassert();
     return state.scopes.run({ account }, fn);
   }
@@ -368,7 +387,7 @@ export class SessionProxyManager<A extends string = string> extends EventEmitter
   bind<Args extends unknown[], R>(account: A | 'default', fn: (...args: Args) => R): (...args: Args) => R {
     checkAccount('bind(account, fn)', account, false);
     checkFunction('bind(account, fn)', fn, account);
-    this.accounts.require(account);
+    this.requireAccount(account);
     return (...args: Args) => this.withProxy(account, () => fn(...args));
   }
 
@@ -385,7 +404,7 @@ export class SessionProxyManager<A extends string = string> extends EventEmitter
 
   /** Configured account names, `default` included when a default proxy is set. */
   accountNames(): string[] {
-    return this.accounts.names();
+    return this.accounts.names().filter((n) => !isRuleRoute(n));
   }
 
   /**
@@ -402,6 +421,7 @@ export class SessionProxyManager<A extends string = string> extends EventEmitter
   setAccount<N extends string>(account: N, spec: ProxySpec): asserts this is SessionProxyManager<A | N> & AccountsAdded<A | N>;
   setAccount(account: string, spec: ProxySpec): this {
     if (account === DEFAULT_ACCOUNT) throw new ConfigError(`account name "${DEFAULT_ACCOUNT}" is reserved for the default pool (option \`proxy\`)`);
+    if (typeof account === 'string' && isRuleRoute(account)) throw new ConfigError('account names starting with a NUL are reserved for the pools of rules');
     // As in the constructor: `accounts.__proto__: … (in setAccount())`, a bad spec by its key path.
     if (typeof account === 'string') checkOptions({ accounts: { [account]: spec } }, 'setAccount()');
     const previous = this.accounts.get(account);
@@ -426,6 +446,7 @@ export class SessionProxyManager<A extends string = string> extends EventEmitter
 
   /** Removes an account and closes its pools. */
   async removeAccount(account: A): Promise<void> {
+    this.requireAccount(account);
     const pool = this.accounts.require(account);
     this.accounts.delete(account);
     for (const p of pool.proxies) this.sessions.retire(p);
@@ -502,7 +523,7 @@ export class SessionProxyManager<A extends string = string> extends EventEmitter
   /** Verifies every account concurrently; flags accounts that egress from the same IP. */
   async verifyAll(options: EgressOptions = {}): Promise<VerifyRow[]> {
     this.requireInstalled('verifyAll');
-    const names = this.accounts.names();
+    const names = this.accountNames();
     const results = await Promise.allSettled(names.map((a) => this.verifyEgress(a as A, options)));
     const rows = names.map((account, i) => {
       const r = results[i];
@@ -535,7 +556,7 @@ export class SessionProxyManager<A extends string = string> extends EventEmitter
   /** Redacted: the options hold raw proxy URLs, and TypeScript's `private` hides nothing from inspect. */
   toJSON(): { installed: boolean; accounts: Record<string, string[]> } {
     const accounts: Record<string, string[]> = {};
-    for (const pool of this.accounts.all()) accounts[pool.name] = pool.proxies.map(String);
+    for (const pool of this.accounts.all()) if (!isRuleRoute(pool.name)) accounts[pool.name] = pool.proxies.map(String);
     return { installed: this.installed, accounts };
   }
 
@@ -544,6 +565,38 @@ export class SessionProxyManager<A extends string = string> extends EventEmitter
   }
 
   // --- internals -----------------------------------------------------------
+
+  /** An account a user may name: a rule's pool is not one (its key is internal). @throws UnknownAccountError */
+  private requireAccount(account: string): void {
+    if (isRuleRoute(account)) throw new UnknownAccountError(`unknown account ${JSON.stringify(account)} (configured: ${this.accountNames().map((n) => `"${n}"`).join(', ') || 'none'})`);
+    this.accounts.require(account);
+  }
+
+  /** Option `pac`: its router, fed by this manager's health and pools. */
+  private createPac(options: SessionProxyOptions): PacRouter {
+    const missing = pacUnavailable();
+    if (missing) throw new ConfigError(`pac: ${missing}`);
+    const self = this;
+    return new PacRouter(
+      { ...pacSettings(options.pac!), fallback: options.pacFallback ?? 'fail', tls: options.requestTls },
+      {
+        available: (proxy) => self.health.of(proxy).available,
+        succeeded: (proxy, latencyMs) => self.health.succeed(proxy, latencyMs),
+        failed: (proxy, error) => void self.health.fail(proxy, error),
+        // exclusive: the default route never leaves through an account's (or a rule's) proxy.
+        refused: (proxy) => {
+          if (!self.exclusive) return undefined;
+          const held = self.accounts.proxyAt({ host: proxy.host, port: proxy.port }, DEFAULT_ACCOUNT);
+          if (!held || held.pool === DEFAULT_ACCOUNT) return undefined;
+          return `it is ${isRuleRoute(held.pool) ? 'the proxy of a rule' : `account "${held.pool}"'s proxy`} (exclusive: true)`;
+        },
+        // An empty answer: the default proxy, if there is one (else direct).
+        unanswered: () => (self.accounts.has(DEFAULT_ACCOUNT) ? (target, signal) => self.tunnels.opener(DEFAULT_ACCOUNT, self.rotation.select(DEFAULT_ACCOUNT))(target, signal) : undefined),
+        // A changed script: connections opened under the old answers drain.
+        changed: () => void self.connections.retire(DEFAULT_ACCOUNT, self.pac!.endpoint),
+      },
+    );
+  }
 
   /** Nothing is routed by a manager that is not installed: refuse rather than run unrouted. */
   private requireInstalled(method: string): void {
@@ -561,7 +614,7 @@ export class SessionProxyManager<A extends string = string> extends EventEmitter
     const scoped = this.currentAccount();
     if (scoped !== undefined) return scoped;
     if (this.accounts.has(DEFAULT_ACCOUNT)) return DEFAULT_ACCOUNT;
-    const known = this.accounts.names().map((n) => `"${n}"`).join(', ') || 'none';
+    const known = this.accountNames().map((n) => `"${n}"`).join(', ') || 'none';
     throw new UnknownAccountError(`${method}() was called outside any withProxy scope and no default proxy is configured; pass an account name (configured: ${known})`);
   }
 

@@ -16,6 +16,53 @@ export type PoolEntryInput = ProxyInput | GatewayInput | GatewayDefinition;
 /** One proxy, or a pool of them (the first is active; rotate() and failover move on). */
 export type ProxySpec = PoolEntryInput | readonly PoolEntryInput[];
 
+/**
+ * One per-destination rule (option `rules`; the first that matches decides).
+ * @example { match: ['api.openai.com', '*.anthropic.com'], proxy: 'http://eu-proxy:3128' }
+ * @example { match: 'ollama.internal:11434', proxy: 'direct' }
+ * @example { match: 'telemetry.example.com', proxy: 'block', scopes: true }
+ */
+export interface RoutingRule {
+  /**
+   * One entry or a list, in the NO_PROXY syntax (`host`, `*.suffix` /
+   * `.suffix`, `host:port`, IPv4, IPv6, CIDR), each optionally with a URL
+   * scheme (`https://api.example.com`, `wss://stream.example.com`). A scheme
+   * is honoured by the layers that know it (fetch/undici, http/https, ws);
+   * the socket layer (own undici pools, http2, grpc-js, raw sockets) sees
+   * host and port only, where a rule with a scheme never matches.
+   */
+  match: string | readonly string[];
+  /**
+   * A proxy or pool (like an account's: failover, health, `exclusive` —
+   * a proxy an account holds is a ConfigError), `'direct'`, or `'block'`
+   * (LeakBlockedError, whatever `strict` says).
+   */
+  proxy: ProxySpec | 'direct' | 'block';
+  /**
+   * Also apply inside account scopes, where only `'direct'` and `'block'`
+   * are allowed: a rule may narrow an account's traffic, never send it
+   * through another proxy. Without it, an account's traffic keeps the
+   * account's proxy whatever the rules say.
+   * @default false
+   */
+  scopes?: boolean;
+}
+
+/** Option `pac` in full; a string is the same as `{ url }` or `{ script }`. */
+export interface PacOptions {
+  /** `http(s)://…` (fetched by the library's own connections) or `file://…`. */
+  url?: string;
+  /** The script text, defining `FindProxyForURL(url, host)`. */
+  script?: string;
+  /** Fetch a URL again this often (ms); a changed script replaces the old one, a failed fetch keeps it. `0`: never. @default 600000 */
+  refreshInterval?: number;
+  /** Timeout of one fetch of the PAC (ms). @default 10000 */
+  fetchTimeout?: number;
+  /** CPU time one run of the script may take (ms): a runaway script is interrupted. @default 1000 */
+  evalTimeout?: number;
+  /** Answers kept (per host:port). @default 1000 */
+  cacheSize?: number;
+}
 /** `A`: the account names (keys of `accounts`); see `SessionProxyManager<A>`. */
 export interface SessionProxyOptions<A extends string = string> {
   /**
@@ -36,6 +83,30 @@ export interface SessionProxyOptions<A extends string = string> {
    * @default ['localhost', '127.0.0.0/8', '::1']
    */
   noProxy?: string | readonly string[];
+  /**
+   * Per-destination routing for traffic outside account scopes, first match
+   * wins; before `noProxy`, env NO_PROXY, `pac` and `proxy`. Inside an
+   * account's scope only rules with `scopes: true` apply ('direct' or
+   * 'block'). Node children follow them through the preload; other children
+   * only get the default proxy's variables.
+   * @example [{ match: '*.openai.com', proxy: 'http://us-proxy:3128' }, { match: 'localhost:11434', proxy: 'direct' }]
+   */
+  rules?: readonly RoutingRule[];
+  /**
+   * A PAC file deciding the default route (traffic outside account scopes,
+   * after `rules` and `noProxy`): a URL (`http://wpad.corp/proxy.pac`,
+   * `file:///etc/proxy.pac`), the script text, or PacOptions. Evaluated in a
+   * QuickJS WebAssembly sandbox; needs the optional dependencies
+   * `pac-resolver` and `quickjs-wasi`.
+   */
+  pac?: string | PacOptions;
+  /**
+   * When the PAC cannot be loaded, throws or runs out of time: `'fail'`
+   * refuses with ProxyUnavailableError naming the PAC; `'direct'` goes
+   * direct.
+   * @default 'fail'
+   */
+  pacFallback?: 'fail' | 'direct';
   /**
    * Never send traffic direct when a proxy was due: such requests fail with
    * LeakBlockedError. `false` lets them go direct with a `leak` event.

@@ -14,6 +14,7 @@
  * after a rotation starts on the new one. The text is built when the child
  * is spawned, from the pools as they are then (setAccount/removeAccount).
  */
+import { isRuleRoute } from '../routing/rules.js';
 import type { ProxyEndpoint } from '../proxy/endpoint.js';
 import type { ProxySpec, SessionProxyOptions } from '../options.js';
 import { DEFAULT_ACCOUNT, type AccountPool } from '../routing/account-pools.js';
@@ -43,7 +44,8 @@ export function liveChildConfig(options: Readonly<SessionProxyOptions>, pools: L
   const fallback = pools.get(DEFAULT_ACCOUNT);
   if (mode === 'all') {
     const accounts: Record<string, ProxySpec> = {};
-    for (const pool of pools.all()) if (pool.name !== DEFAULT_ACCOUNT) accounts[pool.name] = pool.proxies;
+    // A rule's pool is rebuilt by the child from `rules`, which travel with the rest of the options.
+    for (const pool of pools.all()) if (pool.name !== DEFAULT_ACCOUNT && !isRuleRoute(pool.name)) accounts[pool.name] = pool.proxies;
     if (fallback) live.proxy = fallback.proxies;
     live.accounts = accounts;
   } else if (account === undefined || account === DEFAULT_ACCOUNT) {

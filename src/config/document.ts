@@ -28,6 +28,7 @@ import { keyPath, kindOf } from './path.js';
 import { fail, shown, unknownKey, type Checker } from './report.js';
 import { PROXY_TLS_KEYS, REQUEST_TLS_KEYS, codeTls, fileTls, stringOrStrings } from './tls.js';
 import { BOOLEAN_KEYS, PASS_THROUGH, checkBoolean } from './values.js';
+import { checkRules, type RuleRef } from './rules.js';
 
 /** One proxy as written, with where it was written. */
 export interface ProxyRef {
@@ -57,6 +58,7 @@ export interface Layer {
   accounts?: Map<string, PoolRef>;
   /** `secret`: a `${VAR}` went into it, so its entries are never shown. */
   noProxy?: { value: string | readonly string[]; path: string; secret?: boolean };
+  rules?: Array<RuleRef<PoolRef>>;
   strict?: boolean;
   requireScope?: boolean;
   tunnelSockets?: boolean;
@@ -70,7 +72,7 @@ export interface Layer {
 export const RESERVED_ACCOUNT = 'default';
 
 /** The keys of SessionProxyOptions, in the order messages list them. */
-export const OPTION_KEYS: readonly string[] = ['proxy', 'accounts', 'noProxy', ...BOOLEAN_KEYS, 'defaultProtocol', 'requestTls', ...Object.keys(PASS_THROUGH)];
+export const OPTION_KEYS: readonly string[] = ['proxy', 'accounts', 'noProxy', 'rules', ...BOOLEAN_KEYS, 'defaultProtocol', 'requestTls', ...Object.keys(PASS_THROUGH)];
 /** Keys only the config-file format has. */
 export const FILE_ONLY_KEYS: readonly string[] = ['$schema', 'proxyList'];
 /** Options only code can pass (an object with methods; no JSON form): checked by validateOptions, not in the schema. */
@@ -172,6 +174,13 @@ function validateLayer(raw: Record<string, unknown>, c: Ctx, known: readonly str
   if (d.noProxy !== undefined) {
     const secret = [...c.secret].some((p) => p === 'noProxy' || p.startsWith('noProxy['));
     layer.noProxy = { value: checkNoProxy(d.noProxy, 'noProxy', src), path: 'noProxy', secret };
+  }
+  if (d.rules !== undefined) {
+    layer.rules = checkRules(d.rules, c, (spec, path) => {
+      const pool: PoolRef = { path, items: [], lists: [] };
+      addProxies(spec, path, pool, c);
+      return pool;
+    });
   }
   if (d.requestTls !== undefined) {
     layer.requestTls = (c.kind === 'file' ? fileTls(d.requestTls, 'requestTls', c, c.baseDir) : codeTls(d.requestTls, 'requestTls', REQUEST_TLS_KEYS, c)) as ConnectionOptions;

@@ -38,6 +38,7 @@ import { kindOf } from './path.js';
 import { fail } from './report.js';
 import { BOOLEAN_KEYS } from './values.js';
 import { CONFIG_REF_ENV, readConfigRef } from '../children/inherited.js';
+import { resolveRules } from './rules.js';
 
 export interface LoadConfigOptions extends SessionProxyOptions {
   /** A JSON config file (relative paths resolve against the working directory). Overrides SESSION_PROXY_CONFIG. */
@@ -145,6 +146,8 @@ function merge(layers: Layer[], file: string | undefined, fromParent: boolean): 
     }
     out.noProxy = noProxy.value.value;
   }
+  const rules = first('rules');
+  if (rules) out.rules = resolveRules(rules.value, (ref) => parsePool(ref, rules.layer.source, parseOptions));
   for (const key of BOOLEAN_KEYS) {
     const v = first(key);
     if (v) out[key] = v.value as boolean;

@@ -7,7 +7,7 @@
  * Only what the file format can express is carried: proxies (URL, user,
  * password, label, connect timeout, TLS ca/rejectUnauthorized/servername and
  * a PEM client certificate with its key and passphrase — secrets like the
- * password), noProxy, the booleans, defaultProtocol, requestTls (the same TLS
+ * password), noProxy, rules (their proxies likewise), pac, the booleans, defaultProtocol, requestTls (the same TLS
  * keys) and the JSON-able pass-through options. Functions, KeyObjects and
  * other TLS options are not.
  */
@@ -55,6 +55,16 @@ export function toDocument(options: SessionProxyOptions, o: SerializeOptions = {
   }
   const noProxy = get('noProxy') as SessionProxyOptions['noProxy'];
   if (noProxy !== undefined) doc.noProxy = typeof noProxy === 'string' ? noProxy : [...noProxy];
+  // Rules travel whole (a Node child follows them too); a rule's proxies as a pool, passwords included.
+  const rules = get('rules') as SessionProxyOptions['rules'];
+  if (rules) {
+    doc.rules = rules.map((r): Json => {
+      const out: Record<string, Json> = { match: typeof r.match === 'string' ? r.match : [...r.match] };
+      out.proxy = r.proxy === 'direct' || r.proxy === 'block' ? r.proxy : pool(r.proxy, parse);
+      if (typeof r.scopes === 'boolean') out.scopes = r.scopes;
+      return out;
+    });
+  }
   for (const key of BOOLEAN_KEYS) {
     const v = get(key);
     if (typeof v === 'boolean') doc[key] = v;

@@ -8,6 +8,7 @@ import { ROTATION_STRATEGIES } from '../routing/strategies.js';
 import { isPlainObject, own } from './keys.js';
 import { keyPath, kindOf } from './path.js';
 import { fail, shown, unknownKey, type Checker } from './report.js';
+import { checkPac, checkPacFallback } from './rules.js';
 
 /** Checks one value; returns it (or throws a ConfigError naming `path`). */
 export type Rule = (v: unknown, path: string, c: Checker) => unknown;
@@ -95,6 +96,8 @@ export const PASS_THROUGH: Readonly<Record<string, Rule>> = {
     return v;
   },
   systemCa: bool,
+  pac: (v, path, c) => checkPac(v, path, c),
+  pacFallback: (v, path, c) => checkPacFallback(v, path, c),
 };
 
 export const checkBoolean = bool;

@@ -9,9 +9,13 @@
 import { randomBytes } from 'node:crypto';
 import { state } from '../state.js';
 import { BYPASS_ROUTE, DEFAULT_ROUTE, type RouteKey } from '../routing/route.js';
+import { isRuleRoute, isScopedRuleRoute } from '../routing/rules.js';
 
 export function enterRoute<T>(route: RouteKey, fn: () => T): T {
   if (route === BYPASS_ROUTE) return fn(); // noProxy targets go direct from any scope
+  // A scopes: true rule decides alike in every scope; any other rule outside scopes only.
+  if (isScopedRuleRoute(route)) return fn();
+  if (isRuleRoute(route)) return state.scopes.getStore() === undefined ? fn() : state.scopes.exit(fn);
   const current = state.scopes.getStore()?.account;
   if (route === DEFAULT_ROUTE) {
     // withProxy('default') is the default route too; keep it (env NO_PROXY does not apply inside a scope).
@@ -22,7 +26,7 @@ export function enterRoute<T>(route: RouteKey, fn: () => T): T {
 
 /** The account a route's connections are decided for: none for the default and bypass routes. */
 export function accountOfRoute(route: RouteKey): string | undefined {
-  return route === DEFAULT_ROUTE || route === BYPASS_ROUTE ? undefined : route;
+  return route === DEFAULT_ROUTE || route === BYPASS_ROUTE || isRuleRoute(route) ? undefined : route;
 }
 
 /**

@@ -10,7 +10,7 @@
  */
 import http2 from 'node:http2';
 import { state } from '../state.js';
-import { crossRoute, routeOfRequest, servedRoute } from './ownership.js';
+import { crossRoute, mayUse, routeOfRequest, servedRoute } from './ownership.js';
 import { patch } from '../layers/layer.js';
 
 export function guardHttp2Sessions(observe?: (session: http2.ClientHttp2Session) => void): () => void {
@@ -21,8 +21,8 @@ export function guardHttp2Sessions(observe?: (session: http2.ClientHttp2Session)
     session.request = function guardedRequest(this: http2.ClientHttp2Session, ...a: unknown[]) {
       const served = servedRoute(session.socket);
       if (served !== undefined) {
-        const route = routeOfRequest(state.scopes.getStore()?.account);
-        const refusal = route === served ? undefined : crossRoute(served, route, 'an http2 stream', 'socket', session.socket);
+        const account = state.scopes.getStore()?.account;
+        const refusal = mayUse(served, account) ? undefined : crossRoute(served, routeOfRequest(account), 'an http2 stream', 'socket', session.socket);
         if (refusal) throw refusal;
       }
       return (request as (...x: unknown[]) => http2.ClientHttp2Stream).apply(this, a);

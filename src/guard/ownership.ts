@@ -23,6 +23,7 @@ import { state } from '../state.js';
 import { LeakBlockedError } from '../errors.js';
 import { BYPASS_ROUTE, DEFAULT_ROUTE, unbracket, type RouteKey } from '../routing/route.js';
 import type { Layer, LeakPolicy } from '../routing/leak-policy.js';
+import { isRuleRoute, isScopedRuleRoute, ruleLabel } from '../routing/rules.js';
 import type { Restore } from '../layers/layer.js';
 
 const kServes = Symbol('session-proxy.serves');
@@ -54,7 +55,22 @@ export function servedRoute(socket: unknown): RouteKey | undefined {
 /** The route a request created in `account`'s context belongs to (outside scopes: the default route). */
 export const routeOfRequest = (account: string | undefined): RouteKey => account ?? DEFAULT_ROUTE;
 
+/**
+ * May traffic created in `account`'s scope (undefined: outside any scope)
+ * use a connection serving `served`? Its own route's, yes. A rule's
+ * connections (routing/rules.ts) carry traffic outside scopes only — an
+ * account's requests keep the account's proxy — except a `scopes: true`
+ * rule's, which are direct and serve every scope alike.
+ */
+export function mayUse(served: RouteKey, account: string | undefined): boolean {
+  if (served === routeOfRequest(account)) return true;
+  if (isRuleRoute(served)) return account === undefined || isScopedRuleRoute(served);
+  return false;
+}
+
 function describe(route: RouteKey): string {
+  const rule = ruleLabel(route);
+  if (rule) return rule;
   return route === DEFAULT_ROUTE ? 'the default route (outside any scope)' : `account "${route}"`;
 }
 
@@ -79,7 +95,7 @@ export function crossRoute(owner: RouteKey, user: RouteKey, what: string, layer:
   const reason =
     `a connection serving ${describe(owner)} was used by ${what} of ${describe(user)}; ` +
     'each route keeps its own connections — hand work to another scope with manager.bind(account, fn), or give each account its own client';
-  const account = user === DEFAULT_ROUTE ? undefined : user;
+  const account = user === DEFAULT_ROUTE || isRuleRoute(user) ? undefined : user;
   const peer = connection as { remoteAddress?: string; remotePort?: number } | undefined;
   const target = { host: unbracket(String(peer?.remoteAddress ?? 'unknown')), port: Number(peer?.remotePort ?? 0) };
   if (!policy) return new LeakBlockedError(`refused to send traffic that would leave from the wrong IP: ${reason}`, { account });
@@ -132,5 +148,5 @@ function writeRefusal(socket: Socket, route: RouteKey): LeakBlockedError | undef
   const request = message && !message.upgradeOrConnect ? taggedRoute(message) : undefined;
   if (request !== undefined) return request === route ? undefined : crossRoute(route, request, 'an HTTP request', 'http', socket);
   const writer = state.scopes.getStore()?.account;
-  return writer !== undefined && writer !== route ? crossRoute(route, writer, 'a write', 'socket', socket) : undefined;
+  return writer !== undefined && !mayUse(route, writer) ? crossRoute(route, writer, 'a write', 'socket', socket) : undefined;
 }

@@ -44,7 +44,8 @@
 import { LeakBlockedError } from '../errors.js';
 import { isMarkedPlumbing } from '../plumbing.js';
 import { BYPASS_ROUTE, DEFAULT_ROUTE, targetFromUrl, type RouteKey, type Target } from '../routing/route.js';
-import { enterRoute } from './enter-route.js';
+import { accountOfRoute, enterRoute } from './enter-route.js';
+import { ruleLabel } from '../routing/rules.js';
 import { dispatchOwners, installUndiciCopies, ownSymbol, type DispatchOwner, type UndiciExports } from '../layers/undici-copies.js';
 
 export interface UndiciPartitionDeps {
@@ -225,7 +226,7 @@ class UndiciPartition {
   private twin(d: AnyDispatcher, home: RouteKey, route: RouteKey): AnyDispatcher {
     const name = (d.constructor as { name?: string }).name ?? 'dispatcher';
     const recipe = this.recipes.get(d.constructor);
-    const account = route === DEFAULT_ROUTE || route === BYPASS_ROUTE ? undefined : route;
+    const account = accountOfRoute(route);
     if (!recipe) {
       const why = home === UNKNOWN ? 'was connected before session-proxy was installed, so its connection serves an unknown route' : `already serves ${describe(home)}`;
       throw new LeakBlockedError(
@@ -265,7 +266,7 @@ function describe(route: RouteKey): string {
   if (route === DEFAULT_ROUTE) return 'the default route (outside any withProxy scope)';
   if (route === BYPASS_ROUTE) return 'the noProxy route';
   if (route === UNKNOWN) return 'an unknown route';
-  return `account "${route}"`;
+  return ruleLabel(route) ?? `account "${route}"`;
 }
 
 /**

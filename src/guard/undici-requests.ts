@@ -18,33 +18,32 @@ import { AsyncResource } from 'node:async_hooks';
 import diagnostics from 'node:diagnostics_channel';
 import type { Socket } from 'node:net';
 import { state } from '../state.js';
-import { claimedConnections, crossRoute, routeOfRequest, servedRoute } from './ownership.js';
-import type { RouteKey } from '../routing/route.js';
+import { claimedConnections, crossRoute, mayUse, routeOfRequest, servedRoute } from './ownership.js';
 
-/** The route of a core undici Request: its handler's creation context, else the current one. */
-function routeOf(request: object): RouteKey {
+/** The scope a core undici Request was created in: its handler's creation context, else the current one. */
+function scopeOf(request: object): { account: string | undefined } {
   const key = Object.getOwnPropertySymbols(request).find((s) => s.description === 'handler');
   const handler = key ? (request as Record<symbol, unknown>)[key] : undefined;
   const account = handler instanceof AsyncResource ? handler.runInAsyncScope(() => state.scopes.getStore()?.account) : state.scopes.getStore()?.account;
-  return routeOfRequest(account);
+  return { account };
 }
 
 /** Subscribes the guard; returns its unsubscribe. */
 export function guardUndiciRequests(): () => void {
-  const createdIn = new WeakMap<object, RouteKey>();
+  const createdIn = new WeakMap<object, { account: string | undefined }>();
   const onCreate = (message: unknown): void => {
     if (claimedConnections() === 0) return;
     const request = (message as { request: object }).request;
-    createdIn.set(request, routeOf(request));
+    createdIn.set(request, scopeOf(request));
   };
   const onSendHeaders = (message: unknown): void => {
     const { request, socket } = message as { request: object; socket: Socket };
     const served = servedRoute(socket);
     if (served === undefined) return;
     // A request created while no connection was claimed has no record: ask its handler now.
-    const route = createdIn.get(request) ?? routeOf(request);
-    if (route === served) return;
-    const refusal = crossRoute(served, route, 'an undici request', 'undici', socket);
+    const { account } = createdIn.get(request) ?? scopeOf(request);
+    if (mayUse(served, account)) return;
+    const refusal = crossRoute(served, routeOfRequest(account), 'an undici request', 'undici', socket);
     if (refusal) socket.destroy(refusal);
   };
   diagnostics.subscribe('undici:request:create', onCreate);

@@ -3,8 +3,9 @@
  * `CONNECT target` to a configured proxy because we exported it in
  * HTTPS_PROXY. Route the *target* by the table instead: the client gets a
  * stand-in socket that answers its CONNECT with 200 once the real tunnel is
- * up through the proxy the table names (any protocol, SOCKS included), then
- * relays bytes. The client's own proxy credentials never leave the process.
+ * up through the proxy the table names (any protocol, SOCKS included) — or,
+ * when the table lets the target go (noProxy, a 'direct' rule), once a
+ * direct connection is up — then relays bytes. The client's own proxy credentials never leave the process.
  */
 import type * as http from 'node:http';
 import { Duplex } from 'node:stream';
@@ -14,11 +15,25 @@ import type { Target } from '../routing/route.js';
 import type { HttpLayerDeps } from './http.js';
 import type { RequestOptions, ResponseCallback } from './http-args.js';
 import { claim } from '../guard/ownership.js';
+import { directConnect } from '../plumbing.js';
+
+function connectDirect(target: Target): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const socket = directConnect({ host: target.host, port: target.port });
+    socket.once('error', reject);
+    socket.once('connect', () => {
+      socket.removeListener('error', reject);
+      resolve(socket);
+    });
+  });
+}
 
 export function connectViaAccountProxy(deps: HttpLayerDeps, options: RequestOptions, callback: ResponseCallback | undefined, target: Target): http.ClientRequest {
   const action = deps.router.decide(target, 'http');
-  if (action.kind === 'pass') return state.originals.httpRequest(options, callback);
-  const stand = new TunnelStandIn(action.kind === 'tunnel' ? action.open(target) : Promise.reject(action.error));
+  // Passed (noProxy, a 'direct' rule, a direct default route): straight to the target, never through
+  // the proxy the client addressed (the default route's, which a rule or a scope may not want).
+  const tunnel = action.kind === 'tunnel' ? action.open(target) : action.kind === 'pass' ? connectDirect(target) : Promise.reject(action.error);
+  const stand = new TunnelStandIn(tunnel);
   // The client gets the stand-in as its CONNECT socket: it serves the route the tunnel was opened for.
   claim(stand as unknown as Socket, action.route);
   return state.originals.httpRequest({ ...options, agent: undefined, createConnection: () => stand as unknown as Socket }, callback);

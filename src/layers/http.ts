@@ -20,7 +20,8 @@ import { state } from '../state.js';
 import { isMarkedPlumbing } from '../plumbing.js';
 import type { ConnectionPools } from '../pools/connection-pools.js';
 import type { Router } from '../routing/router.js';
-import { BYPASS_ROUTE, type Target } from '../routing/route.js';
+import { BYPASS_ROUTE, withScheme, type Target } from '../routing/route.js';
+import { isRuleRoute } from '../routing/rules.js';
 import { normalizeRequestArgs, requestTarget, type RequestOptions, type ResponseCallback } from './http-args.js';
 import { recoverProxiedTarget } from './env-proxied.js';
 import { connectViaAccountProxy } from './connect-rewrite.js';
@@ -85,7 +86,8 @@ export function installHttp(deps: HttpLayerDeps): Restore {
 }
 
 function send(deps: HttpLayerDeps, original: RequestFn, secure: boolean, options: RequestOptions, callback: ResponseCallback | undefined, target: Target): http.ClientRequest {
-  const action = deps.router.decide(target, 'http');
+  // The scheme is known here (rules may name one): ws sends an Upgrade: websocket request.
+  const action = deps.router.decide(withScheme(target, secure, isWebSocketUpgrade(options)), 'http');
   if (action.kind === 'fail') return failWith(original, options, callback, action.error);
   if (action.kind === 'pass') {
     // Bypass connections serve everyone: nothing to record. Otherwise marked as decided, so the
@@ -94,9 +96,22 @@ function send(deps: HttpLayerDeps, original: RequestFn, secure: boolean, options
     return original(withRouteMark(options, { route: action.route, account: deps.router.currentAccount(), decided: true }), callback);
   }
   const tlsOptions = inheritAgentTls(options, secure, deps.requestTls);
-  const routed: RequestOptions = { ...(secure && deps.trust ? deps.trust.forTarget(tlsOptions as import('node:tls').ConnectionOptions) : tlsOptions), agent: deps.pools.agent(action.account, action.proxy, secure) };
+  let routed: RequestOptions = { ...(secure && deps.trust ? deps.trust.forTarget(tlsOptions as import('node:tls').ConnectionOptions) : tlsOptions), agent: deps.pools.agent(action.account, action.proxy, secure) };
   delete (routed as { createConnection?: unknown }).createConnection;
+  // A rule's route may depend on the scheme, which the Agent partition cannot see: tag the request with it.
+  if (isRuleRoute(action.route)) routed = withRouteMark(routed, { route: action.route, account: deps.router.currentAccount(), decided: true });
   return original(routed, callback);
+}
+
+function isWebSocketUpgrade(options: RequestOptions): boolean {
+  const headers = options.headers as Record<string, unknown> | readonly unknown[] | undefined;
+  if (!headers) return false;
+  if (Array.isArray(headers)) {
+    for (let i = 0; i + 1 < headers.length; i += 2) if (String(headers[i]).toLowerCase() === 'upgrade' && /websocket/i.test(String(headers[i + 1]))) return true;
+    return false;
+  }
+  for (const [k, v] of Object.entries(headers)) if (k.toLowerCase() === 'upgrade' && /websocket/i.test(String(v))) return true;
+  return false;
 }
 
 const AGENT_TLS_KEYS = ['ca', 'secureContext', 'cert', 'key', 'pfx', 'passphrase', 'rejectUnauthorized', 'servername', 'ciphers', 'minVersion', 'maxVersion', 'checkServerIdentity'] as const;

@@ -10,7 +10,7 @@
 import { Agent, Dispatcher } from 'undici';
 import type { ConnectionPools } from '../pools/connection-pools.js';
 import type { Router } from '../routing/router.js';
-import { targetFromUrl } from '../routing/route.js';
+import { targetFromUrl, withScheme } from '../routing/route.js';
 import { foldRepeatedContentLength } from './undici-headers.js';
 import { markPlumbing } from '../plumbing.js';
 import { withDecided } from '../guard/route-mark.js';
@@ -31,7 +31,10 @@ export class RoutingDispatcher extends Dispatcher {
 
   override dispatch(opts: Options, handler: Handler): boolean {
     const folded = foldRepeatedContentLength(opts);
-    const action = this.router.decide(targetFromUrl(String(opts.origin)), 'undici');
+    const origin = new URL(String(opts.origin));
+    // The scheme is known here (rules may name one); Node's global WebSocket dispatches an upgrade.
+    const target = withScheme(targetFromUrl(origin), origin.protocol === 'https:' || origin.protocol === 'wss:', opts.upgrade === 'websocket');
+    const action = this.router.decide(target, 'undici');
     if (action.kind === 'tunnel') return this.pools.dispatcher(action.account, action.proxy).dispatch(folded, handler);
     if (action.kind === 'fail') return failingDispatcher(action.error).dispatch(folded, handler);
     // Passed: a connection the direct dispatcher opens now serves this route and is not decided again.

@@ -6,6 +6,7 @@
 import { ConfigError, UnknownAccountError } from '../errors.js';
 import type { ProxyEndpoint } from '../proxy/endpoint.js';
 import type { Target } from './route.js';
+import { ruleLabel } from './rules.js';
 
 export const DEFAULT_ACCOUNT = 'default';
 
@@ -117,7 +118,13 @@ export class AccountPools {
     for (const pool of this.pools.values()) {
       const free = pool.proxies.findIndex((p) => !taken.has(p.identityKey));
       if (free === -1) {
-        const others = [...new Set(pool.proxies.map((p) => taken.get(p.identityKey)!))].map((n) => `"${n}"`).join(', ');
+        const holders = [...new Set(pool.proxies.map((p) => taken.get(p.identityKey)!))];
+        // A rule's proxy is a pool in exclusivity too (routing/rules.ts): name the rule, not its pool key.
+        if ([pool.name, ...holders].some((n) => ruleLabel(n) !== undefined)) {
+          const named = (n: string): string => ruleLabel(n) ?? (n === DEFAULT_ACCOUNT ? 'the default pool (option `proxy`)' : `account "${n}"`);
+          throw new ConfigError(`${named(pool.name)} and ${holders.map(named).join(', ')} would have to share a proxy (exclusive: true); a rule's proxy is a pool like an account's: give it a proxy of its own, or set exclusive: false`);
+        }
+        const others = holders.map((n) => `"${n}"`).join(', ');
         throw new ConfigError(`accounts "${pool.name}" and ${others} would have to share a proxy (exclusive: true); give each account its own proxy, or set exclusive: false`);
       }
       pool.active = free;

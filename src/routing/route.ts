@@ -18,6 +18,12 @@ export const BYPASS_ROUTE: RouteKey = '\0bypass';
 export interface Target {
   readonly host: string;
   readonly port: number;
+  /**
+   * `http`, `https`, `ws` or `wss` where the layer knows it (fetch/undici,
+   * http/https, ws): rules with a scheme match only then. The socket layer
+   * and the pools partitioned above it see host and port only.
+   */
+  readonly scheme?: string;
 }
 
 /**
@@ -52,4 +58,9 @@ export function unbracket(host: string): string {
 export function targetFromUrl(url: URL | string): Target {
   const u = typeof url === 'string' ? new URL(url) : url;
   return { host: unbracket(u.hostname), port: u.port ? Number(u.port) : defaultPort(u.protocol) };
+}
+
+/** `target` with the scheme the caller used (`ws`/`wss` for a WebSocket upgrade), for rules that name one. */
+export function withScheme(target: Target, secure: boolean, websocket: boolean): Target {
+  return { host: target.host, port: target.port, scheme: websocket ? (secure ? 'wss' : 'ws') : secure ? 'https' : 'http' };
 }

@@ -12,6 +12,7 @@ import { describe, expect, it } from 'vitest';
 import { ACCOUNT_OBJECT_KEYS, CODE_ONLY_KEYS, FILE_KEYS, FILE_ONLY_KEYS, GATEWAY_OBJECT_KEYS, OPTION_KEYS, PROXY_OBJECT_KEYS } from '../../src/config/document.js';
 import { FILE_ONLY_TLS_KEYS, FILE_TLS_KEYS, PROXY_TLS_KEYS, REQUEST_TLS_KEYS, TLS_DESTINATION_KEYS } from '../../src/config/tls.js';
 import { HEALTH_CHECK_RULES, HEALTH_RULES } from '../../src/config/values.js';
+import { PAC_OPTION_KEYS, RULE_KEYS } from '../../src/config/rules.js';
 import { root } from './support/run.js';
 
 const schema = JSON.parse(readFileSync(join(root, 'schema/config.schema.json'), 'utf8'));
@@ -60,6 +61,8 @@ const types = (() => {
     requestTls: keys(property(options, 'requestTls')),
     proxyObject: keys(proxyObject),
     proxyTls: keys(property(proxyObject, 'tls')),
+    rule: keys(exported('src/options.ts', 'RoutingRule')),
+    pacOptions: keys(exported('src/options.ts', 'PacOptions')),
   };
 })();
 
@@ -110,8 +113,17 @@ describe('option keys: TypeScript, JSON schema and validator agree', () => {
     expect(sorted(Object.keys(HEALTH_CHECK_RULES))).toEqual(types.healthCheck);
   });
 
+  it('a rule and PacOptions: RoutingRule / PacOptions = $defs.rule / $defs.pacOptions = the validator’s keys', () => {
+    expect(types.rule).toContain('scopes');
+    expect(schemaKeys(schema.$defs.rule)).toEqual(types.rule);
+    expect(sorted(RULE_KEYS)).toEqual(types.rule);
+    expect(schema.properties.rules.items).toEqual({ $ref: '#/$defs/rule' });
+    expect(schemaKeys(schema.$defs.pacOptions)).toEqual(types.pacOptions);
+    expect(sorted(PAC_OPTION_KEYS)).toEqual(types.pacOptions);
+  });
+
   it('every nested object of the schema is closed and compared above', () => {
-    const compared = new Set(['proxyObject', 'tls', 'accountObject', 'gatewayTemplate']);
+    const compared = new Set(['proxyObject', 'tls', 'accountObject', 'gatewayTemplate', 'rule', 'pacOptions']);
     for (const [name, def] of Object.entries(schema.$defs as Record<string, { type?: string; additionalProperties?: unknown }>)) {
       if (def.type !== 'object') continue;
       expect(def.additionalProperties, name).toBe(false);

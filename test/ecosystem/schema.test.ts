@@ -81,6 +81,11 @@ describe('schema and validator agree', () => {
     { strategy: 'healthiest', balance: 'per-connection', onMismatch: 'quarantine', health: { threshold: 2, windowMs: 1, cooldownMs: 0, maxCooldownMs: 0 }, healthCheck: { interval: 1, timeout: 1, url: 'https://example.com/' } },
     { childConfig: 'route' },
     { childConfig: 'all' },
+    { rules: [{ match: '*.openai.com', proxy: 'http://10.0.0.1:1' }, { match: ['a.test', 'https://b.test:443'], proxy: 'direct', scopes: true }, { match: '10.0.0.0/8', proxy: ['10.0.0.2:1', { url: 'socks5h://10.0.0.3:1080' }], scopes: false }, { match: 'c.test', proxy: 'block' }] },
+    { rules: [], pac: 'http://wpad.corp/proxy.pac', pacFallback: 'direct' },
+    { pac: 'file:///etc/proxy.pac', pacFallback: 'fail' },
+    { pac: { script: 'function FindProxyForURL(u, h) { return "DIRECT"; }', evalTimeout: 100, cacheSize: 5, refreshInterval: 0, fetchTimeout: 1 } },
+    { pac: { url: 'https://wpad.corp/proxy.pac' } },
   ];
   const bad: unknown[] = [
     [],
@@ -142,6 +147,26 @@ describe('schema and validator agree', () => {
     JSON.parse('{"proxy": {"url": "http://10.0.0.1:1", "__proto__": {}}}'),
     { childConfig: 'both' },
     { childConfig: true },
+    { rules: {} },
+    { rules: [{ match: 'a.test' }] },
+    { rules: [{ proxy: 'direct' }] },
+    { rules: [{ match: 'a.test', proxy: '' }] },
+    { rules: [{ match: 'a.test', proxy: 'http://10.0.0.1:1', scopes: true }] },
+    { rules: [{ match: [], proxy: 'direct' }] },
+    { rules: [{ match: '', proxy: 'direct' }] },
+    { rules: [{ match: 'a.test', proxy: 'direct', extra: 1 }] },
+    { rules: [{ match: 'a.test', proxy: 'direct', scopes: 'yes' }] },
+    { rules: ['a.test'] },
+    { pac: '' },
+    { pac: 5 },
+    { pac: 'ftp://x/proxy.pac' },
+    { pac: {} },
+    { pac: { url: 'http://x/p.pac', script: 'function FindProxyForURL(){}' } },
+    { pac: { url: 'http://x/p.pac', cacheSize: 0 } },
+    { pac: { url: 'http://x/p.pac', evalTimeout: 0 } },
+    { pac: { script: 'no function here' } },
+    { pac: { url: 'http://x/p.pac', refresh: 1 } },
+    { pacFallback: 'proxy' },
   ];
 
   it.each(good.map((d) => [JSON.stringify(d), d]))('accept %s', (_, doc) => {
