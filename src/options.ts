@@ -3,6 +3,7 @@ import type { ProxyInput, ProxyProtocol } from './proxy/endpoint.js';
 import type { RotationStrategy } from './routing/strategies.js';
 import type { HealthOptions } from './health/proxy-health.js';
 import type { HealthCheckOptions } from './health/health-registry.js';
+import type { StoreOptions } from './store/index.js';
 
 /** One proxy, or a pool of them (the first is active; rotate() and failover move on). */
 export type ProxySpec = ProxyInput | readonly ProxyInput[];
@@ -115,4 +116,17 @@ export interface SessionProxyOptions {
    * @default 30000
    */
   drainTimeout?: number;
+  /**
+   * Share leases, assignments, health and stats with the other processes of
+   * a fleet through Redis (node-redis, `npm install redis`): one proxy
+   * identity is held by at most one account fleet-wide, an account leaves
+   * through one proxy in every process, assignments survive restarts, a
+   * proxy down in one process is down for all. `'memory:'`: the same
+   * protocol in-process. Also config key `store` and env
+   * `SESSION_PROXY_STORE`. Unset: every process decides alone (nothing
+   * changes).
+   * @example 'redis://127.0.0.1:6379/0'
+   * @example { url: 'rediss://redis.internal:6380', prefix: 'bots', leaseTtl: 15000 }
+   */
+  store?: string | StoreOptions;
 }

@@ -11,7 +11,7 @@ import ts from 'typescript';
 import { describe, expect, it } from 'vitest';
 import { ACCOUNT_OBJECT_KEYS, FILE_KEYS, FILE_ONLY_KEYS, OPTION_KEYS, PROXY_OBJECT_KEYS } from '../../src/config/document.js';
 import { FILE_TLS_KEYS, PROXY_TLS_KEYS, REQUEST_TLS_KEYS, TLS_DESTINATION_KEYS } from '../../src/config/tls.js';
-import { HEALTH_CHECK_RULES, HEALTH_RULES } from '../../src/config/values.js';
+import { HEALTH_CHECK_RULES, HEALTH_RULES, STORE_RULES } from '../../src/config/values.js';
 import { root } from './support/run.js';
 
 const schema = JSON.parse(readFileSync(join(root, 'schema/config.schema.json'), 'utf8'));
@@ -24,7 +24,7 @@ const without = (keys: readonly string[], drop: readonly string[]): string[] => 
 
 /** The TypeScript side: property names of exported interfaces, and of the types of their properties. */
 const types = (() => {
-  const files = ['src/options.ts', 'src/proxy/endpoint.ts'].map((f) => join(root, f));
+  const files = ['src/options.ts', 'src/proxy/endpoint.ts', 'src/store/index.ts'].map((f) => join(root, f));
   const program = ts.createProgram(files, {
     target: ts.ScriptTarget.ES2022,
     module: ts.ModuleKind.NodeNext,
@@ -56,6 +56,7 @@ const types = (() => {
     requestTls: keys(property(options, 'requestTls')),
     proxyObject: keys(proxyObject),
     proxyTls: keys(property(proxyObject, 'tls')),
+    store: keys(exported('src/store/index.ts', 'StoreOptions')),
   };
 })();
 
@@ -98,8 +99,14 @@ describe('option keys: TypeScript, JSON schema and validator agree', () => {
     expect(sorted(Object.keys(HEALTH_CHECK_RULES))).toEqual(types.healthCheck);
   });
 
+  it('store: StoreOptions = $defs.storeObject = the validator’s keys', () => {
+    expect(types.store).toContain('leaseTtl');
+    expect(schemaKeys(schema.$defs.storeObject)).toEqual(types.store);
+    expect(sorted(Object.keys(STORE_RULES))).toEqual(types.store);
+  });
+
   it('every nested object of the schema is closed and compared above', () => {
-    const compared = new Set(['proxyObject', 'tls', 'accountObject']);
+    const compared = new Set(['proxyObject', 'tls', 'accountObject', 'storeObject']);
     for (const [name, def] of Object.entries(schema.$defs as Record<string, { type?: string; additionalProperties?: unknown }>)) {
       if (def.type !== 'object') continue;
       expect(def.additionalProperties, name).toBe(false);
