@@ -50,6 +50,9 @@ import { publish } from './diagnostics.js';
 import type { ProxySpec, SessionProxyOptions } from './options.js';
 import { buildStats, type ManagerStats } from './health/stats.js';
 import { checkOptions } from './config/load.js';
+import { FleetLeases, type FleetMismatchEvent, type LeaseEvent, type StoreStateEvent } from './routing/fleet.js';
+import { checkStoreClient, createStore, resolveStore, type ResolvedStore } from './store/index.js';
+import { summarizeFleet, type FleetStats } from './store/summary.js';
 
 export interface RotateOptions {
   /**
@@ -98,6 +101,14 @@ export interface SessionProxyEvents {
   egress: [EgressEvent];
   'proxy-down': [ProxyHealthEvent];
   'proxy-up': [ProxyHealthEvent];
+  /** The fleet store (option `store`) stopped answering: leases hold until their local deadlines, then traffic stops. */
+  'store-down': [StoreStateEvent];
+  /** The fleet store answers again (`epochChanged`: it came back empty; leases start over after TTL + margin). */
+  'store-up': [StoreStateEvent];
+  /** This process's lease on an account was gone when it renewed (paused, cut off): its connections were cut. */
+  'lease-lost': [LeaseEvent];
+  /** Processes of the fleet run with different account/pool configurations. */
+  'fleet-mismatch': [FleetMismatchEvent];
 }
 
 const kManager = Symbol.for('session-proxy.manager');
@@ -128,6 +139,9 @@ export class SessionProxyManager extends EventEmitter<SessionProxyEvents> {
   /** Socket-level tunnels by account, for rotate() to drain or cut. */
   private readonly socketTunnels = new SocketTunnelRegistry();
   private readonly drain: ConnectionDrain;
+  /** The fleet store, when `store` is set; its coordinator while installed. */
+  private readonly storeConfig: ResolvedStore | undefined;
+  private fleet: FleetLeases | undefined;
 
   constructor(options: SessionProxyOptions = {}) {
     super();
@@ -136,6 +150,11 @@ export class SessionProxyManager extends EventEmitter<SessionProxyEvents> {
     // in every message, no password in any; a "__proto__" key anywhere is refused.
     checkOptions(options);
     this.options = Object.freeze({ ...options });
+    if (options.store !== undefined) {
+      this.storeConfig = resolveStore(options.store);
+      checkStoreClient(this.storeConfig);
+      if (options.balance === 'per-connection') throw new ConfigError('store: balance "per-connection" has no single egress per account to lease fleet-wide; use balance "sticky" with a store');
+    }
     const drainTimeout = options.drainTimeout ?? 30_000;
     this.drain = new ConnectionDrain(drainTimeout, (socket) => servedRoute(socket) !== undefined);
     if (options.proxy !== undefined) this.accounts.set(DEFAULT_ACCOUNT, this.parsePool(DEFAULT_ACCOUNT, options.proxy));
@@ -167,9 +186,15 @@ export class SessionProxyManager extends EventEmitter<SessionProxyEvents> {
     this.health = new HealthRegistry(options.health ?? {}, options.healthCheck ?? {}, {
       down: (proxy, h) => {
         this.emitHealth('proxyDown', 'proxy-down', { proxy: proxy.info(), accounts: this.accounts.holders(proxy.identityKey), error: h.lastError, nextProbeAt: h.cooldownUntil });
-        this.rotation.failover(proxy);
+        if (this.fleet) this.fleet.failover(proxy);
+        else this.rotation.failover(proxy);
       },
-      up: (proxy, h) => this.emitHealth('proxyUp', 'proxy-up', { proxy: proxy.info(), accounts: this.accounts.holders(proxy.identityKey), latencyMs: h.lastLatencyMs }),
+      up: (proxy, h) => {
+        this.emitHealth('proxyUp', 'proxy-up', { proxy: proxy.info(), accounts: this.accounts.holders(proxy.identityKey), latencyMs: h.lastLatencyMs });
+        this.fleet?.up(proxy);
+      },
+      // In a fleet, one probe per proxy for all processes.
+      ...(this.storeConfig ? { claimProbe: (proxy: ProxyEndpoint, leaseMs: number) => this.fleet?.claimProbe(proxy, leaseMs) ?? Promise.resolve(true) } : {}),
     });
     this.egress = new EgressPolicy(options, (account) => this.verifyEgress(account));
     this.tunnels = new AccountTunnels({
@@ -177,8 +202,11 @@ export class SessionProxyManager extends EventEmitter<SessionProxyEvents> {
       opened: (account, proxy, socket, latencyMs) => {
         this.health.succeed(proxy, latencyMs);
         this.traffic.tunnel(account, proxy.identityKey, socket, latencyMs);
+        this.fleet?.track(account, proxy, socket);
       },
       failed: (account, proxy, error) => this.onTunnelFailure(account, proxy, error),
+      lease: (account) => this.fleet?.gate(account),
+      current: (account) => this.fleet?.current(account),
     });
     this.connections = new ConnectionPools((account, proxy) => this.tunnels.opener(account, proxy), options.requestTls, drainTimeout);
     this.leaks = new LeakPolicy(options.strict ?? true, (event) => this.emit('leak', event));
@@ -193,7 +221,7 @@ export class SessionProxyManager extends EventEmitter<SessionProxyEvents> {
       leaks: this.leaks,
       opener: (account, proxy, probe) => this.tunnels.opener(account, proxy, probe),
       select: (account) => this.rotation.select(account),
-      unavailable: (account, proxy) => this.egress.quarantineError(account) ?? this.rotation.unavailable(account, proxy),
+      unavailable: (account, proxy) => this.egress.quarantineError(account) ?? this.fleet?.unavailable(account) ?? this.rotation.unavailable(account, proxy),
       counted: (account, proxy) => this.traffic.request(account, proxy.identityKey),
     });
   }
@@ -272,6 +300,7 @@ export class SessionProxyManager extends EventEmitter<SessionProxyEvents> {
       throw err;
     }
     state.installed = this;
+    if (this.storeConfig) this.startFleet(this.storeConfig);
     enableDebugLoggingFromEnv();
     this.health.startPeriodic(() => this.allProxies());
     this.egress.start(() => this.accounts.names());
@@ -291,6 +320,9 @@ export class SessionProxyManager extends EventEmitter<SessionProxyEvents> {
     this.health.close();
     this.egress.close();
     await this.connections.retireAll();
+    const fleet = this.fleet;
+    this.fleet = undefined;
+    await fleet?.close();
     // No scope is needed any more; on Node 20/22 this also turns off the promise hooks the store uses.
     state.scopes.disable();
   }
@@ -355,7 +387,10 @@ export class SessionProxyManager extends EventEmitter<SessionProxyEvents> {
       }
       pool.active = free;
     }
-    if (previous) this.connections.retire(account);
+    if (previous) {
+      this.connections.retire(account);
+      this.fleet?.forget(account);
+    }
     return this;
   }
 
@@ -363,6 +398,7 @@ export class SessionProxyManager extends EventEmitter<SessionProxyEvents> {
   async removeAccount(account: string): Promise<void> {
     this.accounts.require(account);
     this.accounts.delete(account);
+    this.fleet?.forget(account);
     this.egress.forget(account);
     this.traffic.forget(account);
     this.connections.retire(account);
@@ -383,6 +419,7 @@ export class SessionProxyManager extends EventEmitter<SessionProxyEvents> {
     checkAccount('rotate(account, options)', account, true);
     checkOptionsArgument('rotate(account, options)', options);
     this.requireInstalled('rotate');
+    if (this.fleet) return (await this.fleet.rotate(this.accountOf('rotate', account), options.closeExisting ?? false)).info();
     return (await this.rotation.rotate(this.accountOf('rotate', account), options.closeExisting ?? false)).info();
   }
 
@@ -438,8 +475,19 @@ export class SessionProxyManager extends EventEmitter<SessionProxyEvents> {
     return rows;
   }
 
-  /** Requests, failures, open connections, bytes and latency per proxy and per account. */
-  stats(): ManagerStats {
+  /**
+   * Requests, failures, open connections, bytes and latency per proxy and per account.
+   * `{ fleet: true }` (with `store`): the whole fleet's, summed over its processes, with each
+   * account's proxy, holders and lease time left (a Promise: it reads the store).
+   */
+  stats(): ManagerStats;
+  stats(options: { fleet: true }): Promise<FleetStats>;
+  stats(options?: { fleet?: boolean }): ManagerStats | Promise<FleetStats> {
+    if (options?.fleet) {
+      const fleet = this.fleet;
+      if (!fleet) return Promise.reject(new NotInstalledError('stats({ fleet: true }) needs an installed manager with the `store` option'));
+      return fleet.snapshot().then(summarizeFleet);
+    }
     return buildStats(this.traffic.snapshot(), this.accounts, (p) => this.health.of(p));
   }
 
@@ -460,6 +508,37 @@ export class SessionProxyManager extends EventEmitter<SessionProxyEvents> {
   }
 
   // --- internals -----------------------------------------------------------
+
+  /** The fleet coordinator, for this installation (routing/fleet.ts). */
+  private startFleet(config: ResolvedStore): void {
+    this.fleet = new FleetLeases(
+      { store: createStore(config), ttl: config.ttl, margin: config.margin, exclusive: this.exclusive, strategy: this.options.strategy ?? 'round-robin' },
+      {
+        accounts: this.accounts,
+        health: this.health,
+        traffic: this.traffic,
+        failoverOn: (pool) => this.rotation.failoverOn(pool),
+        adopt: (account, index, reason, closeExisting) => this.rotation.adopt(account, index, reason, closeExisting),
+        cut: (account, proxy) => {
+          this.connections.retire(account, proxy, true);
+          this.socketTunnels.close(account, proxy);
+        },
+        storeState: (which, event) => {
+          publish(which === 'down' ? 'storeDown' : 'storeUp', () => event);
+          this.emit(which === 'down' ? 'store-down' : 'store-up', event);
+        },
+        lease: (event) => {
+          publish('lease', () => event);
+          this.emit('lease-lost', event);
+        },
+        mismatch: (event) => {
+          publish('fleetMismatch', () => event);
+          this.emit('fleet-mismatch', event);
+        },
+      },
+    );
+    this.fleet.start();
+  }
 
   /** Nothing is routed by a manager that is not installed: refuse rather than run unrouted. */
   private requireInstalled(method: string): void {

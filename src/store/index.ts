@@ -10,6 +10,7 @@ import { redactUrl } from '../proxy/redact.js';
 import { MemoryStore } from './memory.js';
 import { REDIS_PACKAGE_HINT, RedisStore, redisAvailable } from './redis.js';
 import type { FleetStore } from './types.js';
+import { summarizeFleet, type FleetStats } from './summary.js';
 
 export interface StoreOptions {
   /**
@@ -74,7 +75,31 @@ export function createStore(r: ResolvedStore, timeoutMs = Math.max(250, Math.min
   return new RedisStore({ url: r.url, prefix: r.prefix, timeoutMs });
 }
 
+/**
+ * The fleet as the store has it, for `session-proxy fleet` and monitoring:
+ * accounts, their proxies (redacted), holders, lease time left, health,
+ * traffic, configuration fingerprints. Connects, reads, disconnects.
+ * @throws ConfigError when node-redis is not installed
+ */
+export async function readFleet(spec: StoreSpec, options: { timeoutMs?: number } = {}): Promise<FleetStats> {
+  const r = resolveStore(spec);
+  checkStoreClient(r);
+  const store = createStore(r, options.timeoutMs ?? 5000);
+  try {
+    await withTimeout(store.connect(), options.timeoutMs ?? 5000, `store ${store.where} did not accept a connection`);
+    return summarizeFleet(await store.snapshot());
+  } finally {
+    await store.close();
+  }
+}
+
+function withTimeout<T>(p: Promise<T>, ms: number, message: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([p, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`${message} within ${ms} ms`)), ms)))]).finally(() => clearTimeout(timer));
+}
+
 export { MemoryStore } from './memory.js';
 export { RedisStore } from './redis.js';
 export { fleetKey, configFingerprint } from './identity.js';
 export type * from './types.js';
+export type * from './summary.js';

@@ -96,6 +96,9 @@ export class RedisStore implements FleetStore {
   private readonly stateListeners = new Set<(state: 'up' | 'down', error?: Error) => void>();
   private state: 'up' | 'down' | 'new' = 'new';
   private closed = false;
+  private connecting: Promise<void> | undefined;
+  /** The client while its first connection is being made (closed on close()). */
+  private opening: Client | undefined;
 
   constructor(private readonly o: RedisStoreOptions) {
     this.where = redactUrl(o.url);
@@ -104,7 +107,11 @@ export class RedisStore implements FleetStore {
     for (const [name, text] of Object.entries(SCRIPTS)) this.shas.set(name as ScriptName, createHash('sha1').update(text).digest('hex'));
   }
 
-  async connect(): Promise<void> {
+  connect(): Promise<void> {
+    return (this.connecting ??= this.open());
+  }
+
+  private async open(): Promise<void> {
     let mod: { createClient: (o: object) => Client };
     try {
       mod = (await import('redis')) as unknown as { createClient: (o: object) => Client };
@@ -121,8 +128,10 @@ export class RedisStore implements FleetStore {
     client.on('error', (err) => this.setState('down', err as Error));
     client.on('end', () => this.setState('down', new Error('connection closed')));
     client.on('ready', () => this.setState('up'));
-    this.client = client;
+    this.opening = client;
     await client.connect();
+    this.client = client;
+    this.setState('up');
   }
 
   onState(listener: (state: 'up' | 'down', error?: Error) => void): void {
@@ -148,7 +157,7 @@ export class RedisStore implements FleetStore {
 
   async close(): Promise<void> {
     this.closed = true;
-    for (const c of [this.sub, this.client]) {
+    for (const c of [this.sub, this.client ?? this.opening]) {
       if (!c) continue;
       try {
         if (c.destroy) c.destroy();
@@ -217,8 +226,18 @@ export class RedisStore implements FleetStore {
 
   /** One script call: EVALSHA, loading the script on NOSCRIPT (a restarted Redis forgot it); bounded by timeoutMs. */
   private async run<T>(name: ScriptName, request: object): Promise<T> {
-    const client = this.client;
-    if (!client || this.closed) throw new Error(`store ${this.where} is not connected`);
+    if (this.closed) throw new Error(`store ${this.where} is closed`);
+    if (!this.client) {
+      // Still loading the client or making the first connection: wait for it, as long as a command may take.
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        this.connect(),
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(() => reject(new Error(`store ${this.where} is not connected yet`)), this.o.timeoutMs);
+        }),
+      ]).finally(() => clearTimeout(timer));
+    }
+    const client = this.client!;
     const args = ['1', this.epochKey, this.tag, JSON.stringify(request)];
     const call = async (): Promise<unknown> => {
       try {
