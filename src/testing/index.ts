@@ -5,5 +5,5 @@
 export { startMockProxy } from './mock-proxy.js';
 export type { MockProxy, MockProxyFaults, MockProxyLogEntry, MockProxyOptions, MockProxyProtocol } from './mock-proxy.js';
 export { startEchoServer } from './echo-server.js';
-export type { EchoPeer, EchoReply, EchoServer, EchoServerOptions } from './echo-server.js';
+export type { EchoPeer, EchoReply, EchoServer, EchoServerOptions, EchoTimelineEntry } from './echo-server.js';
 export { testCa } from './certs.js';
