@@ -144,9 +144,9 @@ export class FleetLeases {
       .then(() => this.o.store.subscribe((m) => this.onMessage(m)))
       .then(() => this.hello())
       .catch((err: Error) => this.markDown(err));
-    this.every(Math.max(100, Math.floor(this.o.ttl / 3)), () => void this.renewAll());
-    this.every(this.o.pollMs ?? 500, () => void this.poll());
-    this.every(this.o.statsMs ?? 2000, () => void this.flushStats());
+    this.every(Math.max(100, Math.floor(this.o.ttl / 3)), () => void this.renewAll().catch(() => undefined));
+    this.every(this.o.pollMs ?? 500, () => void this.poll().catch(() => undefined));
+    this.every(this.o.statsMs ?? 2000, () => void this.flushStats().catch(() => undefined));
   }
 
   async close(): Promise<void> {
@@ -178,7 +178,10 @@ export class FleetLeases {
     const l = this.leases.get(account);
     if (!l) return this.down && !this.acquiring.has(account) ? this.storeError(account, 'the account has no lease yet') : undefined;
     if (performance.now() < l.deadline) return undefined;
-    this.renewSoon(account);
+    if (l.epoch !== this.epoch) {
+      // Leased under a store epoch that is gone: start over in the background (requests fail meanwhile).
+      if (!this.acquiring.has(account)) void this.ensure(account).catch(() => undefined);
+    } else this.renewSoon(account);
     return new ProxyUnavailableError(`the account's fleet lease was not renewed in time (${this.down ? `store ${this.o.store.where} unreachable` : 'renewal pending'}): its traffic stops until it is`, { account, proxy: l.proxy });
   }
 
@@ -280,7 +283,7 @@ export class FleetLeases {
       // Poll too: a `ready` message can be lost.
       const timer = setTimeout(() => {
         set.delete(done);
-        void this.renew([account]).finally(resolve);
+        void this.renew([account]).catch(() => undefined).finally(resolve);
       }, Math.min(250, Math.max(0, give - performance.now())));
       set.add(done);
     });
@@ -486,11 +489,11 @@ export class FleetLeases {
     this.learnEpoch(r.epoch);
     if (r.av !== this.av) {
       this.av = r.av;
-      void this.renewAll();
+      void this.renewAll().catch(() => undefined);
     }
     if (r.hv !== this.hv) {
       this.hv = r.hv;
-      void this.refreshHealth();
+      void this.refreshHealth().catch(() => undefined);
     }
   }
 
@@ -510,7 +513,7 @@ export class FleetLeases {
 
   private onMessage(m: FleetMessage): void {
     if (m.t === 'health') {
-      void this.refreshHealth([m.k]);
+      void this.refreshHealth([m.k]).catch(() => undefined);
       return;
     }
     const l = this.leases.get(m.a);
@@ -613,7 +616,7 @@ export class FleetLeases {
     if (was) this.deps.storeState('up', { store: this.o.store.where, downMs: Math.round(performance.now() - was.since), epochChanged: this.epochChanged || undefined });
     this.epochChanged = false;
     // Messages sent while disconnected are lost: resync.
-    void this.hello().then(() => this.renewAll()).then(() => this.refreshHealth());
+    void this.hello().then(() => this.renewAll()).then(() => this.refreshHealth()).catch(() => undefined);
   }
 
   private every(ms: number, fn: () => void): void {
