@@ -198,6 +198,23 @@ export function egressOverlaps(s: readonly Seen[], windowMs = 1000): Array<{ acc
   return out;
 }
 
+/**
+ * How many times each account's egress changed on the timeline. Every change
+ * must be a move (rotate or failover): an account that showed two egresses
+ * at once (or an old one again after a new one, as a drained request
+ * arriving late would) changes more often than it moved.
+ */
+export function egressChanges(s: readonly Seen[]): Map<string, number> {
+  const last = new Map<string, string>();
+  const out = new Map<string, number>();
+  for (const r of s) {
+    const prev = last.get(r.account);
+    if (prev !== undefined && prev !== r.ip) out.set(r.account, (out.get(r.account) ?? 0) + 1);
+    last.set(r.account, r.ip);
+  }
+  return out;
+}
+
 /** Polls `check` every 50 ms until it returns a value, at most `ms`. */
 export async function until<T>(check: () => T | undefined | Promise<T | undefined>, ms: number, what: string): Promise<T> {
   const end = Date.now() + ms;
