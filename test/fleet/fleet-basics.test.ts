@@ -6,7 +6,7 @@
  * password is anywhere in Redis (the whole keyspace scanned).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { needsDist } from '../ecosystem/support/run.js';
+import { needsDist, root, run } from '../ecosystem/support/run.js';
 import { noRedis } from '../support/redis-server.js';
 import { Worker, egressOverlaps, handovers, seen, startWorld, until, type World } from './support.js';
 
@@ -80,6 +80,29 @@ describe.skipIf(noRedis || needsDist)('fleet basics (2 processes, real redis-ser
     for (const account of ['alice', 'bob', 'carol']) await c.waitFor((m) => m.type === 'first' && m.account === account, 15_000);
     const after = (await c.ask('current')).current as Record<string, string>;
     expect(after).toEqual(before);
+  }, 30_000);
+
+  it('stats({ fleet: true }) and `session-proxy fleet` show each account with its proxy, holders and traffic summed over the fleet', async () => {
+    const a = workers[0]!;
+    const fromWorker = (await a.ask('fleet-stats')).stats as { accounts: Array<{ account: string; proxy: string; holders: unknown[]; requests: number }>; fingerprints: string[] };
+    const alice = fromWorker.accounts.find((x) => x.account === 'alice')!;
+    // The two running processes, and the one killed before until its lease runs out.
+    expect(alice.holders.length).toBeGreaterThanOrEqual(2);
+    expect(alice.requests).toBeGreaterThan(10);
+    expect(alice.proxy).toContain(':***@');
+    expect(fromWorker.fingerprints.length).toBe(1);
+    const cli = await run([`${root}/dist/cli.mjs`, 'fleet', '--store', world.redis.url, '--prefix', 'basics', '--json']);
+    expect(cli.code, cli.stderr).toBe(0);
+    const stats = JSON.parse(cli.stdout) as { accounts: Array<{ account: string; proxy: string; holders: Array<{ pid: number; leaseLeftMs: number }> }> };
+    const cliAlice = stats.accounts.find((x) => x.account === 'alice')!;
+    expect(cliAlice.proxy).toBe(alice.proxy);
+    expect(cliAlice.holders.map((h) => h.pid)).toEqual(expect.arrayContaining(workers.map((w) => w.pid)));
+    for (const h of cliAlice.holders) expect(h.leaseLeftMs).toBeGreaterThan(0);
+    const text = await run([`${root}/dist/cli.mjs`, 'fleet', '--store', world.redis.url, '--prefix', 'basics']);
+    expect(text.code).toBe(0);
+    expect(text.stdout).toMatch(/ACCOUNT\s+PROXY\s+STATE\s+HOLDERS/);
+    expect(text.stdout).toContain('one configuration in the fleet');
+    for (const pw of world.passwords) expect(text.stdout).not.toContain(pw);
   }, 30_000);
 
   it('nothing secret in Redis: the whole keyspace scanned, no proxy password in any key or value', async () => {
