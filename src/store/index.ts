@@ -65,9 +65,9 @@ export function isMemoryUrl(url: string): boolean {
 }
 
 /** Throws ConfigError when the store needs a client that is not installed (checked when the manager is built). */
-export function checkStoreClient(r: ResolvedStore): void {
+export function checkStoreClient(r: ResolvedStore, available: () => boolean = redisAvailable): void {
   if (isMemoryUrl(r.url)) return;
-  if (!redisAvailable()) throw new ConfigError(`store ${redactUrl(r.url)}: the Redis client is not installed: ${REDIS_PACKAGE_HINT}`);
+  if (!available()) throw new ConfigError(`store ${redactUrl(r.url)}: the Redis client is not installed: ${REDIS_PACKAGE_HINT}`);
 }
 
 export function createStore(r: ResolvedStore, timeoutMs = Math.max(250, Math.min(2000, Math.round(r.ttl / 4)))): FleetStore {
