@@ -459,6 +459,9 @@ export class FleetLeases {
       const l = this.leases.get(r.account);
       if (!l || l.epoch !== reply.epoch) continue;
       if (!r.held) this.lost(r.account, l, true);
+      // An older version than ours: the store lost the move's write (a failover to a replica behind it).
+      // Not a move back: drop the lease and acquire again, after the store's settle time.
+      else if (r.ver < l.ver) this.lost(r.account, l, true);
       else this.apply(r.account, r, sent, reply.epoch, false);
     }
   }

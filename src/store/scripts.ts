@@ -35,11 +35,19 @@ local function hkey(a) return P .. ':h:' .. a end
 local function hpkey(a) return P .. ':hp:' .. a end
 local function pkey(k) return P .. ':p:' .. k end
 local function fmt(n) return string.format('%d', n) end
+-- The server's run id changes on every restart and differs on a promoted replica: a store that
+-- may have lost writes. Then the settle clock restarts (no new acquisition or move for TTL + margin),
+-- while the leases it still has keep renewing.
+local run = string.match(redis.call('INFO', 'server'), 'run_id:(%w+)') or ''
 local function epochFor(newId)
-  local f = redis.call('HMGET', KEYS[1], 'id', 'at')
+  local f = redis.call('HMGET', KEYS[1], 'id', 'at', 'run')
   if not f[1] then
-    redis.call('HSET', KEYS[1], 'id', newId, 'at', fmt(now))
+    redis.call('HSET', KEYS[1], 'id', newId, 'at', fmt(now), 'run', run)
     return newId, now
+  end
+  if f[3] ~= run then
+    redis.call('HSET', KEYS[1], 'at', fmt(now), 'run', run)
+    return f[1], now
   end
   return f[1], num(f[2])
 end
