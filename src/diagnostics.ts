@@ -14,6 +14,10 @@ export const channels = {
   dns: diagnostics.channel('session-proxy:dns'),
   proxyDown: diagnostics.channel('session-proxy:proxy-down'),
   proxyUp: diagnostics.channel('session-proxy:proxy-up'),
+  storeDown: diagnostics.channel('session-proxy:store-down'),
+  storeUp: diagnostics.channel('session-proxy:store-up'),
+  lease: diagnostics.channel('session-proxy:lease'),
+  fleetMismatch: diagnostics.channel('session-proxy:fleet-mismatch'),
 } as const;
 
 export type ChannelName = keyof typeof channels;

@@ -134,8 +134,8 @@ export class ProxyAuthError extends ProxyConnectError {
 
 /** Every proxy of an account's pool is down or in cooldown. */
 export class ProxyUnavailableError extends SessionProxyError {
-  static override readonly kind = 'ProxyUnavailableError';
-  override readonly code = 'SP_ERR_PROXY_UNAVAILABLE';
+  static override readonly kind: string = 'ProxyUnavailableError';
+  override readonly code: string = 'SP_ERR_PROXY_UNAVAILABLE';
 }
 
 /**
@@ -231,4 +231,15 @@ export function findSessionProxyError<T extends SessionProxyError = SessionProxy
 export class InvalidTargetError extends SessionProxyError {
   static override readonly kind = 'InvalidTargetError';
   override readonly code = 'SP_ERR_INVALID_TARGET';
+}
+
+/**
+ * The fleet store (option `store`) cannot be reached, so an assignment that
+ * needs it (an account's first use, rotate, failover, a lease renewal past
+ * its deadline) cannot be made: the request fails closed. A
+ * ProxyUnavailableError: nothing goes direct or through a shared proxy.
+ */
+export class StoreUnavailableError extends ProxyUnavailableError {
+  static override readonly kind = 'StoreUnavailableError';
+  override readonly code = 'SP_ERR_STORE_UNAVAILABLE';
 }

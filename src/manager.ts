@@ -57,6 +57,9 @@ import type { ProxySpec, SessionProxyOptions } from './options.js';
 import { buildStats, type ManagerStats } from './health/stats.js';
 import { checkOptions } from './config/load.js';
 import { Trust } from './trust/trust.js';
+import { FleetLeases, type FleetMismatchEvent, type LeaseEvent, type StoreStateEvent } from './routing/fleet.js';
+import { checkStoreClient, createStore, resolveStore, type ResolvedStore } from './store/index.js';
+import { summarizeFleet, type FleetStats } from './store/summary.js';
 
 export interface RotateOptions {
   /**
@@ -113,6 +116,14 @@ export interface SessionProxyEvents {
   'egress-change': [EgressChangeEvent];
   'proxy-down': [ProxyHealthEvent];
   'proxy-up': [ProxyHealthEvent];
+  /** The fleet store (option `store`) stopped answering: leases hold until their local deadlines, then traffic stops. */
+  'store-down': [StoreStateEvent];
+  /** The fleet store answers again (`epochChanged`: it came back empty; leases start over after TTL + margin). */
+  'store-up': [StoreStateEvent];
+  /** This process's lease on an account was gone when it renewed (paused, cut off): its connections were cut. */
+  'lease-lost': [LeaseEvent];
+  /** Processes of the fleet run with different account/pool configurations. */
+  'fleet-mismatch': [FleetMismatchEvent];
 }
 
 const kManager = Symbol.for('session-proxy.manager');
@@ -173,6 +184,9 @@ export class SessionProxyManager<A extends string = string> extends EventEmitter
   private readonly rules: RuleSet;
   /** Option `pac`: decides the default route after rules and noProxy. */
   private readonly pac: PacRouter | undefined;
+  /** The fleet store, when `store` is set; its coordinator while installed. */
+  private readonly storeConfig: ResolvedStore | undefined;
+  private fleet: FleetLeases | undefined;
 
   constructor(options?: SessionProxyOptions<A>);
   constructor(options: SessionProxyOptions = {}) {
@@ -191,6 +205,11 @@ export class SessionProxyManager<A extends string = string> extends EventEmitter
       check: (account) => this.watchCheck(account),
     });
     this.trust = new Trust(options.systemCa ?? false);
+    if (options.store !== undefined) {
+      this.storeConfig = resolveStore(options.store);
+      checkStoreClient(this.storeConfig);
+      if (options.balance === 'per-connection') throw new ConfigError('store: balance "per-connection" has no single egress per account to lease fleet-wide; use balance "sticky" with a store');
+    }
     const drainTimeout = options.drainTimeout ?? 30_000;
     this.drain = new ConnectionDrain(drainTimeout, (socket) => servedRoute(socket) !== undefined);
     if (options.proxy !== undefined) this.accounts.set(DEFAULT_ACCOUNT, this.parsePool(DEFAULT_ACCOUNT, options.proxy));
@@ -229,9 +248,15 @@ export class SessionProxyManager<A extends string = string> extends EventEmitter
     this.health = new HealthRegistry(options.health ?? {}, options.healthCheck ?? {}, {
       down: (proxy, h) => {
         this.emitHealth('proxyDown', 'proxy-down', { proxy: proxy.info(), accounts: this.accounts.healthHolders(proxy.healthKey), error: h.lastError, nextProbeAt: h.cooldownUntil });
-        this.rotation.failover(proxy);
+        if (this.fleet) this.fleet.failover(proxy);
+        else this.rotation.failover(proxy);
       },
-      up: (proxy, h) => this.emitHealth('proxyUp', 'proxy-up', { proxy: proxy.info(), accounts: this.accounts.healthHolders(proxy.healthKey), latencyMs: h.lastLatencyMs }),
+      up: (proxy, h) => {
+        this.emitHealth('proxyUp', 'proxy-up', { proxy: proxy.info(), accounts: this.accounts.healthHolders(proxy.healthKey), latencyMs: h.lastLatencyMs });
+        this.fleet?.up(proxy);
+      },
+      // In a fleet, one probe per proxy for all processes.
+      ...(this.storeConfig ? { claimProbe: (proxy: ProxyEndpoint, leaseMs: number) => this.fleet?.claimProbe(proxy, leaseMs) ?? Promise.resolve(true) } : {}),
     }, this.trust);
     this.egress = new EgressPolicy(options, (account) => this.verifyEgress(account as A));
     this.tunnels = new AccountTunnels({
@@ -239,10 +264,13 @@ export class SessionProxyManager<A extends string = string> extends EventEmitter
       opened: (account, proxy, socket, latencyMs) => {
         this.health.succeed(proxy, latencyMs);
         this.traffic.tunnel(account, proxy.identityKey, socket, latencyMs);
+        this.fleet?.track(account, proxy, socket);
       },
       failed: (account, proxy, error) => this.onTunnelFailure(account, proxy, error),
       via: (proxy) => this.sessions.perConnection(proxy),
       trust: this.trust,
+      lease: (account) => this.fleet?.gate(account),
+      current: (account) => this.fleet?.current(account),
     });
     // The PAC's pools (the default route under a PAC) open through the PAC, whatever its answer.
     this.connections = new ConnectionPools((account, proxy) => (this.pac && proxy === this.pac.endpoint ? this.pac.open : this.tunnels.opener(account, proxy)), this.trust.forTarget(options.requestTls), drainTimeout);
@@ -259,7 +287,7 @@ export class SessionProxyManager<A extends string = string> extends EventEmitter
       leaks: this.leaks,
       opener: (account, proxy, probe) => this.tunnels.opener(account, proxy, probe),
       select: (account) => this.rotation.select(account),
-      unavailable: (account, proxy) => this.egress.quarantineError(account) ?? this.rotation.unavailable(account, proxy),
+      unavailable: (account, proxy) => this.egress.quarantineError(account) ?? this.fleet?.unavailable(account) ?? this.rotation.unavailable(account, proxy),
       counted: (account, proxy) => {
         this.traffic.request(account, proxy.identityKey);
         this.watch.touch(account);
@@ -335,6 +363,7 @@ export class SessionProxyManager<A extends string = string> extends EventEmitter
       throw err;
     }
     state.installed = this;
+    if (this.storeConfig) this.startFleet(this.storeConfig);
     enableDebugLoggingFromEnv();
     this.health.startPeriodic(() => this.allProxies());
     this.sessions.start();
@@ -360,6 +389,9 @@ export class SessionProxyManager<A extends string = string> extends EventEmitter
     this.watch.stop();
     this.pac?.close();
     await this.connections.retireAll();
+    const fleet = this.fleet;
+    this.fleet = undefined;
+    await fleet?.close();
     // No scope is needed any more; on Node 20/22 this also turns off the promise hooks the store uses.
     state.scopes.disable();
   }
@@ -440,6 +472,7 @@ export class SessionProxyManager<A extends string = string> extends EventEmitter
     if (previous) {
       for (const p of previous.proxies) if (!pool.proxies.includes(p)) this.sessions.retire(p);
       this.connections.retire(account);
+      this.fleet?.forget(account);
     }
     return this;
   }
@@ -451,6 +484,7 @@ export class SessionProxyManager<A extends string = string> extends EventEmitter
     this.accounts.delete(account);
     for (const p of pool.proxies) this.sessions.retire(p);
     this.watch.forget(account);
+    this.fleet?.forget(account);
     this.egress.forget(account);
     this.traffic.forget(account);
     this.connections.retire(account);
@@ -473,7 +507,7 @@ export class SessionProxyManager<A extends string = string> extends EventEmitter
     checkOptionsArgument('rotate(account, options)', options);
     this.requireInstalled('rotate');
     const name = this.accountOf('rotate', account);
-    const to = this.rotation.rotate(name, options.closeExisting ?? false);
+    const to = this.fleet ? await this.fleet.rotate(name, options.closeExisting ?? false) : this.rotation.rotate(name, options.closeExisting ?? false);
     // A new session (or proxy): whatever the egress watch held the account for is behind it.
     this.egress.release(name);
     return to.info();
@@ -543,8 +577,17 @@ export class SessionProxyManager<A extends string = string> extends EventEmitter
   /**
    * Requests, failures, open connections, bytes and latency per proxy and per account; and what
    * the egress watch used (its probes are billed traffic on residential plans).
+   * `{ fleet: true }` (with `store`): the whole fleet's, summed over its processes, with each
+   * account's proxy, holders and lease time left (a Promise: it reads the store).
    */
-  stats(): ManagerStats & { egressWatch: WatchStats } {
+  stats(): ManagerStats & { egressWatch: WatchStats };
+  stats(options: { fleet: true }): Promise<FleetStats>;
+  stats(options?: { fleet?: boolean }): (ManagerStats & { egressWatch: WatchStats }) | Promise<FleetStats> {
+    if (options?.fleet) {
+      const fleet = this.fleet;
+      if (!fleet) return Promise.reject(new NotInstalledError('stats({ fleet: true }) needs an installed manager with the `store` option'));
+      return fleet.snapshot().then(summarizeFleet);
+    }
     return { ...buildStats(this.traffic.snapshot(), this.accounts, (p) => this.health.of(p)), egressWatch: this.watch.stats() };
   }
 
@@ -596,6 +639,37 @@ export class SessionProxyManager<A extends string = string> extends EventEmitter
         changed: () => void self.connections.retire(DEFAULT_ACCOUNT, self.pac!.endpoint),
       },
     );
+  }
+
+  /** The fleet coordinator, for this installation (routing/fleet.ts). */
+  private startFleet(config: ResolvedStore): void {
+    this.fleet = new FleetLeases(
+      { store: createStore(config), ttl: config.ttl, margin: config.margin, exclusive: this.exclusive, strategy: this.options.strategy ?? 'round-robin' },
+      {
+        accounts: this.accounts,
+        health: this.health,
+        traffic: this.traffic,
+        failoverOn: (pool) => this.rotation.failoverOn(pool),
+        adopt: (account, index, reason, closeExisting) => this.rotation.adopt(account, index, reason, closeExisting),
+        cut: (account, proxy) => {
+          this.connections.retire(account, proxy, true);
+          this.socketTunnels.close(account, proxy);
+        },
+        storeState: (which, event) => {
+          publish(which === 'down' ? 'storeDown' : 'storeUp', () => event);
+          this.emit(which === 'down' ? 'store-down' : 'store-up', event);
+        },
+        lease: (event) => {
+          publish('lease', () => event);
+          this.emit('lease-lost', event);
+        },
+        mismatch: (event) => {
+          publish('fleetMismatch', () => event);
+          this.emit('fleet-mismatch', event);
+        },
+      },
+    );
+    this.fleet.start();
   }
 
   /** Nothing is routed by a manager that is not installed: refuse rather than run unrouted. */

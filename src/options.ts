@@ -12,6 +12,7 @@ import type { WatchEgressConfig } from './egress/watch.js';
  * one vendor URL on which each account gets a session (an IP) of its own.
  */
 export type PoolEntryInput = ProxyInput | GatewayInput | GatewayDefinition;
+import type { StoreOptions } from './store/index.js';
 
 /** One proxy, or a pool of them (the first is active; rotate() and failover move on). */
 export type ProxySpec = PoolEntryInput | readonly PoolEntryInput[];
@@ -237,4 +238,17 @@ export interface SessionProxyOptions<A extends string = string> {
    * @example { interval: 60_000, onChange: 'quarantine', accounts: { scraper: false } }
    */
   watchEgress?: WatchEgressConfig;
+  /**
+   * Share leases, assignments, health and stats with the other processes of
+   * a fleet through Redis (node-redis, `npm install redis`): one proxy
+   * identity is held by at most one account fleet-wide, an account leaves
+   * through one proxy in every process, assignments survive restarts, a
+   * proxy down in one process is down for all. `'memory:'`: the same
+   * protocol in-process. Also config key `store` and env
+   * `SESSION_PROXY_STORE`. Unset: every process decides alone (nothing
+   * changes).
+   * @example 'redis://127.0.0.1:6379/0'
+   * @example { url: 'rediss://redis.internal:6380', prefix: 'bots', leaseTtl: 15000 }
+   */
+  store?: string | StoreOptions;
 }

@@ -1,10 +1,11 @@
-/** The `session-proxy` command: check, verify, env. */
+/** The `session-proxy` command: check, verify, env, fleet. */
 import { ConfigError, SessionProxyError } from '../errors.js';
 import { redactUrl } from '../proxy/redact.js';
 import { UsageError } from './args.js';
 import { CHECK_HELP, runCheck } from './check.js';
 import { ENV_HELP, runEnv } from './env.js';
 import { VERIFY_HELP, runVerify } from './verify.js';
+import { FLEET_HELP, runFleet } from './fleet.js';
 import type { CommandIO } from './io.js';
 
 declare const __SESSION_PROXY_VERSION__: string | undefined;
@@ -15,6 +16,7 @@ Commands:
   check <proxy | file>...      test proxies: egress IP, latency, status
   verify --config FILE         verify every account's egress; flag shared IPs
   env <account> --config FILE  print export lines for an account's proxy
+  fleet --store redis://…      the fleet sharing a store: accounts, proxies, holders, leases
 
 Run "session-proxy <command> --help" for a command's options.
 
@@ -26,6 +28,7 @@ const COMMANDS: Record<string, { help: string; run: (argv: readonly string[], io
   check: { help: CHECK_HELP, run: (argv, io) => runCheck(argv, io) },
   verify: { help: VERIFY_HELP, run: runVerify },
   env: { help: ENV_HELP, run: runEnv },
+  fleet: { help: FLEET_HELP, run: runFleet },
 };
 
 /** Runs the CLI; resolves with the exit status (0 ok, 1 failures found, 2 usage or configuration error). */

@@ -8,7 +8,8 @@
  *   3. the environment: SESSION_PROXY_URL, GLOBAL_AGENT_HTTPS_PROXY,
  *      GLOBAL_AGENT_HTTP_PROXY, https_proxy/HTTPS_PROXY, http_proxy/HTTP_PROXY,
  *      all_proxy/ALL_PROXY (first set wins) for the default proxy, and
- *      GLOBAL_AGENT_NO_PROXY (→ noProxy, loopback kept). The operator's
+ *      GLOBAL_AGENT_NO_PROXY (→ noProxy, loopback kept), SESSION_PROXY_STORE
+ *      (→ store, the fleet's Redis URL). The operator's
  *      NO_PROXY is not copied: the manager applies it outside scopes only.
  *
  * A process started by the library (see children/) gets the parent's
@@ -36,7 +37,7 @@ import { readText, resolveFile } from './files.js';
 import { setOwn } from './keys.js';
 import { kindOf } from './path.js';
 import { fail } from './report.js';
-import { BOOLEAN_KEYS } from './values.js';
+import { BOOLEAN_KEYS, PASS_THROUGH } from './values.js';
 import { CONFIG_REF_ENV, readConfigRef } from '../children/inherited.js';
 import { resolveRules } from './rules.js';
 
@@ -222,6 +223,9 @@ function envLayer(env: NodeJS.ProcessEnv): Layer {
   // The operator's NO_PROXY is applied by the manager itself, outside scopes
   // only (unreadable entries skipped with a warning): nothing to do here.
   // GLOBAL_AGENT_NO_PROXY becomes noProxy, read as leniently.
+  // The fleet store (SESSION_PROXY_STORE): a URL, checked like the option.
+  const store = env.SESSION_PROXY_STORE;
+  if (store !== undefined && store.trim() !== '') layer.extra.store = PASS_THROUGH.store!(store.trim(), 'SESSION_PROXY_STORE', { source: src, kind: 'file', secret: new Set(['SESSION_PROXY_STORE']) });
   const ga = env.GLOBAL_AGENT_NO_PROXY;
   if (ga !== undefined && ga.trim() !== '') {
     const usable = readableNoProxyEntries(ga, 'GLOBAL_AGENT_NO_PROXY');

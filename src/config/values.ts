@@ -68,6 +68,25 @@ export const HEALTH_CHECK_RULES: Readonly<Record<string, Rule>> = {
   url: httpUrl,
 };
 
+/** `store` URLs: Redis (plain or TLS) or the in-process store. The value is never echoed (a Redis URL may hold a password). */
+const storeUrl: Rule = (v, path, c) => {
+  if (typeof v !== 'string' || !/^(?:rediss?:\/\/[^\s]|memory:)/i.test(v)) throw fail(path, `expected a redis://, rediss:// or memory: URL string, got ${kindOf(v)}`, c.source);
+  return v;
+};
+
+/** The keys of StoreOptions (a test keeps them equal to the TypeScript interface and the schema). */
+export const STORE_RULES: Readonly<Record<string, Rule>> = {
+  url: storeUrl,
+  prefix: (v, path, c) => {
+    // Braces would break the `{prefix}` hash tag that keeps a fleet's keys in one Cluster slot.
+    if (typeof v !== 'string' || v === '' || /[{}\s]/.test(v)) throw fail(path, `expected a non-empty string without braces or spaces, got ${typeof v === 'string' ? 'a string with braces or spaces' : kindOf(v)}`, c.source);
+    return v;
+  },
+  leaseTtl: ms('a number of milliseconds >= 500', (n) => n >= 500),
+};
+
+const storeObject = shape(STORE_RULES, '{ "url": "redis://127.0.0.1:6379", "leaseTtl": 15000 }');
+
 /** Options owned by the manager that the config layer checks and passes through. */
 export const PASS_THROUGH: Readonly<Record<string, Rule>> = {
   strategy: oneOf(ROTATION_STRATEGIES),
@@ -98,6 +117,12 @@ export const PASS_THROUGH: Readonly<Record<string, Rule>> = {
   systemCa: bool,
   pac: (v, path, c) => checkPac(v, path, c),
   pacFallback: (v, path, c) => checkPacFallback(v, path, c),
+  store: (v, path, c) => {
+    if (typeof v === 'string') return storeUrl(v, path, c);
+    storeObject(v, path, c);
+    if ((v as { url?: unknown }).url === undefined) throw fail(keyPath(path, 'url'), 'expected a redis://, rediss:// or memory: URL string, got nothing', c.source);
+    return v;
+  },
 };
 
 export const checkBoolean = bool;

@@ -24,6 +24,12 @@ export interface HealthCheckOptions {
 export interface HealthEvents {
   down(proxy: ProxyEndpoint, health: ProxyHealth): void;
   up(proxy: ProxyEndpoint, health: ProxyHealth): void;
+  /**
+   * In a fleet, one instance probes a proxy for all (routing/fleet.ts):
+   * resolves false when another holds the probe (this one waits for its
+   * result, asking again after `leaseMs`).
+   */
+  claimProbe?(proxy: ProxyEndpoint, leaseMs: number): Promise<boolean>;
 }
 
 export class HealthRegistry {
@@ -65,6 +71,17 @@ export class HealthRegistry {
     if (this.closed) return false;
     const h = this.of(proxy);
     if (afterCooldown) h.status = 'probing';
+    if (afterCooldown && this.events.claimProbe) {
+      const leaseMs = (this.check.timeout ?? 5_000) + 1_000;
+      if (!(await this.events.claimProbe(proxy, leaseMs))) {
+        // Another process probes it for the fleet; ask again if no result came by then.
+        this.after(leaseMs, () => {
+          if (h.status === 'probing') void this.probe(proxy, true);
+        });
+        return false;
+      }
+      if (h.status !== 'probing') return h.status === 'up'; // the fleet's result came meanwhile
+    }
     const started = performance.now();
     try {
       await this.probeOnce(proxy);
@@ -74,6 +91,23 @@ export class HealthRegistry {
       this.fail(proxy, err as Error);
       return false;
     }
+  }
+
+  /** Another process of the fleet put the proxy in cooldown until `until` (epoch ms): the same here, with its probe. */
+  coolFromFleet(proxy: ProxyEndpoint, until: number, error: string): void {
+    const h = this.of(proxy);
+    if (h.status !== 'up') return;
+    h.status = 'cooldown';
+    h.cooldownUntil = until;
+    h.lastError = error;
+    this.events.down(proxy, h);
+    this.after(until - Date.now(), () => void this.probe(proxy, true));
+  }
+
+  /** The fleet's probe found the proxy up again. */
+  upFromFleet(proxy: ProxyEndpoint): void {
+    const h = this.of(proxy);
+    if (h.status !== 'up') this.succeed(proxy, h.lastLatencyMs ?? 0);
   }
 
   /** Starts periodic checks of `proxies()` when an interval is configured. */

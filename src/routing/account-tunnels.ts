@@ -27,6 +27,10 @@ export interface AccountTunnelDeps {
   readonly via?: (proxy: ProxyEndpoint) => ProxyEndpoint | undefined;
   /** `systemCa` for https proxies. */
   readonly trust?: Trust;
+  /** In a fleet: resolves when the account holds its lease (probes too); undefined while it holds. */
+  readonly lease?: (account: string) => Promise<void> | undefined;
+  /** In a fleet: the proxy the account leaves through once the lease is there (its first assignment may differ). */
+  readonly current?: (account: string) => ProxyEndpoint | undefined;
 }
 
 export type TunnelOpener = (target: TunnelTarget, signal?: AbortSignal) => Promise<Socket>;
@@ -42,6 +46,10 @@ export class AccountTunnels {
   private async open(account: string, proxy: ProxyEndpoint, target: TunnelTarget, signal: AbortSignal | undefined, mayRetry: boolean, probe: boolean): Promise<Socket> {
     const gate = probe ? undefined : this.deps.gate(account);
     if (gate) await gate;
+    const lease = this.deps.lease?.(account);
+    if (lease) await lease;
+    const now = this.deps.current?.(account);
+    if (now && now.identityKey !== proxy.identityKey) proxy = now;
     const started = performance.now();
     const via = this.deps.via?.(proxy);
     try {

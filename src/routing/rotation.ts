@@ -129,6 +129,21 @@ export class Rotation {
     }
   }
 
+  /**
+   * The fleet moved the account (in this process or another one,
+   * routing/fleet.ts): switch to `index` and retire the old proxy's
+   * connections, as a local move does.
+   */
+  adopt(account: string, index: number, reason: 'manual' | 'failover', closeExisting: boolean): void {
+    const pool = this.deps.accounts.require(account);
+    if (pool.active === index) return;
+    const from = pool.proxies[pool.active];
+    pool.active = index;
+    const to = pool.proxies[index];
+    const counts = this.deps.retire(account, from, closeExisting);
+    this.deps.moved({ account, from: from.info(), to: to.info(), reason, ...counts });
+  }
+
   /** Each proxy with why it is or is not a place to go: `p (active, up); q (up, held by "bob"); r (cooldown, next probe in 850 ms)`. */
   private describe(pool: AccountPool): string {
     return pool.proxies

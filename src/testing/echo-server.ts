@@ -28,6 +28,14 @@ export interface EchoPeer {
   at: number;
 }
 
+export interface EchoTimelineEntry {
+  at: number;
+  ip: string;
+  port: number;
+  method: string;
+  path: string;
+}
+
 export interface EchoReply {
   ip: string;
   port: number;
@@ -52,6 +60,11 @@ export interface EchoServer {
   peers: EchoPeer[];
   /** Every request answered (WebSocket messages too, as method 'WS'). */
   requests: EchoReply[];
+  /**
+   * The same requests with when they arrived (Date.now()), in order: what a
+   * test reads to tell which egress served whom over time (the fleet tests).
+   */
+  timeline: EchoTimelineEntry[];
   /** Closes the servers, destroying open connections. */
   close(): Promise<void>;
 }
@@ -131,6 +144,7 @@ export async function startEchoServer(options: EchoServerOptions = {}): Promise<
   const host = options.host ?? '127.0.0.1';
   const peers: EchoPeer[] = [];
   const requests: EchoReply[] = [];
+  const timeline: EchoTimelineEntry[] = [];
   const sockets = new Set<net.Socket>();
   /** Open connections by "ip|port", so a TLS socket or an upgrade finds its peer entry. */
   const livePeers = new Map<string, EchoPeer>();
@@ -154,6 +168,7 @@ export async function startEchoServer(options: EchoServerOptions = {}): Promise<
     const reply: EchoReply = { ip, port, method: req.method ?? '', path, headers: req.headers };
     if (body !== undefined) reply.body = body;
     requests.push(reply);
+    timeline.push({ at: Date.now(), ip, port, method: reply.method, path });
 
     const url = new URL(path, 'http://echo.invalid');
     if (url.pathname === '/ip') return send(res, 'text/plain; charset=utf-8', ip);
@@ -229,6 +244,7 @@ export async function startEchoServer(options: EchoServerOptions = {}): Promise<
         body: text,
       };
       requests.push(reply);
+      timeline.push({ at: Date.now(), ip: reply.ip, port: reply.port, method: 'WS', path: reply.path });
       ws.send(JSON.stringify(reply), { binary: isBinary });
     });
   };
@@ -267,6 +283,7 @@ export async function startEchoServer(options: EchoServerOptions = {}): Promise<
     ca: testCa,
     peers,
     requests,
+    timeline,
     close,
   };
 }

@@ -7,5 +7,5 @@ export type { MockProxy, MockProxyFaults, MockProxyLogEntry, MockProxyOptions, M
 export { startMockGateway } from './mock-gateway.js';
 export type { MockGateway, MockGatewayLogEntry, MockGatewayOptions, MockGatewaySession } from './mock-gateway.js';
 export { startEchoServer } from './echo-server.js';
-export type { EchoPeer, EchoReply, EchoServer, EchoServerOptions } from './echo-server.js';
+export type { EchoPeer, EchoReply, EchoServer, EchoServerOptions, EchoTimelineEntry } from './echo-server.js';
 export { testCa } from './certs.js';

@@ -11,7 +11,7 @@ import ts from 'typescript';
 import { describe, expect, it } from 'vitest';
 import { ACCOUNT_OBJECT_KEYS, CODE_ONLY_KEYS, FILE_KEYS, FILE_ONLY_KEYS, GATEWAY_OBJECT_KEYS, OPTION_KEYS, PROXY_OBJECT_KEYS } from '../../src/config/document.js';
 import { FILE_ONLY_TLS_KEYS, FILE_TLS_KEYS, PROXY_TLS_KEYS, REQUEST_TLS_KEYS, TLS_DESTINATION_KEYS } from '../../src/config/tls.js';
-import { HEALTH_CHECK_RULES, HEALTH_RULES } from '../../src/config/values.js';
+import { HEALTH_CHECK_RULES, HEALTH_RULES, STORE_RULES } from '../../src/config/values.js';
 import { PAC_OPTION_KEYS, RULE_KEYS } from '../../src/config/rules.js';
 import { root } from './support/run.js';
 
@@ -25,7 +25,7 @@ const without = (keys: readonly string[], drop: readonly string[]): string[] => 
 
 /** The TypeScript side: property names of exported interfaces, and of the types of their properties. */
 const types = (() => {
-  const files = ['src/options.ts', 'src/proxy/endpoint.ts', 'src/gateways/definition.ts'].map((f) => join(root, f));
+  const files = ['src/options.ts', 'src/proxy/endpoint.ts', 'src/gateways/definition.ts', 'src/store/index.ts'].map((f) => join(root, f));
   const program = ts.createProgram(files, {
     target: ts.ScriptTarget.ES2022,
     module: ts.ModuleKind.NodeNext,
@@ -63,6 +63,7 @@ const types = (() => {
     proxyTls: keys(property(proxyObject, 'tls')),
     rule: keys(exported('src/options.ts', 'RoutingRule')),
     pacOptions: keys(exported('src/options.ts', 'PacOptions')),
+    store: keys(exported('src/store/index.ts', 'StoreOptions')),
   };
 })();
 
@@ -122,8 +123,14 @@ describe('option keys: TypeScript, JSON schema and validator agree', () => {
     expect(sorted(PAC_OPTION_KEYS)).toEqual(types.pacOptions);
   });
 
+  it('store: StoreOptions = $defs.storeObject = the validator’s keys', () => {
+    expect(types.store).toContain('leaseTtl');
+    expect(schemaKeys(schema.$defs.storeObject)).toEqual(types.store);
+    expect(sorted(Object.keys(STORE_RULES))).toEqual(types.store);
+  });
+
   it('every nested object of the schema is closed and compared above', () => {
-    const compared = new Set(['proxyObject', 'tls', 'accountObject', 'gatewayTemplate', 'rule', 'pacOptions']);
+    const compared = new Set(['proxyObject', 'tls', 'accountObject', 'gatewayTemplate', 'rule', 'pacOptions', 'storeObject']);
     for (const [name, def] of Object.entries(schema.$defs as Record<string, { type?: string; additionalProperties?: unknown }>)) {
       if (def.type !== 'object') continue;
       expect(def.additionalProperties, name).toBe(false);

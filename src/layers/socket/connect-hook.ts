@@ -45,6 +45,8 @@ export function installSocketLayer(deps: SocketLayerDeps): Restore {
   const hooked = function connect(this: Socket, ...args: unknown[]): Socket {
     if (isPlumbing() || isMarkedPlumbing(this)) return original.apply(this, args);
     const { options, callback } = normalizeConnectArgs(args);
+    // Options marked as the library's own (the fleet store's Redis client spreads its socket options into these).
+    if (isMarkedPlumbing(options)) return original.apply(this, args);
     // IPC only for a non-empty path, as Node itself decides (`!!path`): Node's
     // http Agent passes `path: null`, and `path: ''` connects over TCP too.
     // Without a port Node throws before anything is sent.

@@ -1,0 +1,73 @@
+/**
+ * The `store` option as code, config file and environment give it: checked
+ * like every option (no URL echoed: it may hold a Redis password), carried
+ * to children so they join the fleet, and a ConfigError naming the package
+ * when node-redis is missing. Without `store` nothing of the fleet runs.
+ */
+import { describe, expect, it } from 'vitest';
+import { ConfigError, SessionProxyManager, StoreUnavailableError, ProxyUnavailableError, loadConfig } from '../../src/index.js';
+import { checkStoreClient, leaseMargin, resolveStore } from '../../src/store/index.js';
+import { toDocument } from '../../src/config/serialize.js';
+
+const accounts = { alice: 'http://127.0.0.1:9', bob: 'http://127.0.0.2:9' };
+
+describe('store option', () => {
+  it('accepts a redis/rediss/memory URL or { url, prefix, leaseTtl }', () => {
+    for (const store of ['redis://127.0.0.1:6379/0', 'rediss://user:pw@redis.internal:6380', 'memory:', { url: 'redis://r:6379', prefix: 'bots', leaseTtl: 5000 }]) {
+      expect(() => new SessionProxyManager({ accounts, store })).not.toThrow();
+    }
+    expect(resolveStore('redis://r')).toEqual({ url: 'redis://r', prefix: 'session-proxy', ttl: 15_000, margin: 3000 });
+    expect(leaseMargin(2000)).toBe(400);
+  });
+
+  it('refuses bad values by key path, never echoing the URL', () => {
+    const bad: Array<[unknown, RegExp]> = [
+      ['http://user:hunter22@r:6379', /^store: expected a redis:\/\/, rediss:\/\/ or memory: URL string, got a string/],
+      [{ url: 'redis://r', prefix: 'a{b}' }, /^store\.prefix: expected a non-empty string without braces/],
+      [{ url: 'redis://r', leaseTtl: 100 }, /^store\.leaseTtl: expected a number of milliseconds >= 500/],
+      [{ url: 'redis://r', ttl: 100 }, /^store\.ttl: unknown key/],
+      [{ prefix: 'x' }, /^store\.url: expected/],
+      [42, /^store: expected an object/],
+    ];
+    for (const [store, message] of bad) {
+      let err: unknown;
+      try {
+        new SessionProxyManager({ accounts, store: store as never });
+      } catch (e) {
+        err = e;
+      }
+      expect(err, JSON.stringify(store)).toBeInstanceOf(ConfigError);
+      expect((err as Error).message).toMatch(message);
+      expect((err as Error).message).not.toContain('hunter22');
+    }
+    expect(() => new SessionProxyManager({ accounts, store: 'memory:', balance: 'per-connection' })).toThrow(/per-connection/);
+  });
+
+  it('node-redis missing: a ConfigError that says what to install (the URL redacted)', () => {
+    let err: unknown;
+    try {
+      checkStoreClient(resolveStore('redis://:s3cretpw@r:6379'), () => false);
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(ConfigError);
+    expect((err as Error).message).toMatch(/npm install redis/);
+    expect((err as Error).message).not.toContain('s3cretpw');
+    expect(() => checkStoreClient(resolveStore('memory:'), () => false)).not.toThrow();
+  });
+
+  it('env SESSION_PROXY_STORE and the config key; children get it in their configuration', () => {
+    expect(loadConfig({ accounts }, { SESSION_PROXY_STORE: 'redis://127.0.0.1:6380' }).store).toBe('redis://127.0.0.1:6380');
+    expect(loadConfig({ accounts, store: 'memory:' }, { SESSION_PROXY_STORE: 'redis://x' }).store).toBe('memory:');
+    expect(() => loadConfig({ accounts }, { SESSION_PROXY_STORE: 'mysql://x' })).toThrow(/SESSION_PROXY_STORE: expected a redis/);
+    const store = { url: 'redis://r:6379', prefix: 'bots', leaseTtl: 4000 };
+    expect(toDocument({ accounts, store }).store).toEqual(store);
+  });
+
+  it('StoreUnavailableError is a ProxyUnavailableError with its own code', () => {
+    const e = new StoreUnavailableError('x', { account: 'alice' });
+    expect(e).toBeInstanceOf(ProxyUnavailableError);
+    expect(e.code).toBe('SP_ERR_STORE_UNAVAILABLE');
+    expect(new ProxyUnavailableError('y').code).toBe('SP_ERR_PROXY_UNAVAILABLE');
+  });
+});
