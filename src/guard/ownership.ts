@@ -39,6 +39,41 @@ export function claimedConnections(): number {
 }
 
 /**
+ * Work that only matters while some connection is claimed (the undici
+ * request guard, the rotation drain): `on` runs when the first connection is
+ * claimed and its restore when the last one closes. Subscribing to undici's
+ * diagnostics channels makes every undici copy build a message for every
+ * request, so nobody listens while there is nothing to check (direct and
+ * bypassed traffic only).
+ */
+interface ClaimWatcher {
+  readonly on: () => Restore;
+  off: Restore | undefined;
+}
+const watchers = new Set<ClaimWatcher>();
+
+export function whileClaimed(on: () => Restore): Restore {
+  const watcher: ClaimWatcher = { on, off: claimed > 0 ? on() : undefined };
+  watchers.add(watcher);
+  return () => {
+    watchers.delete(watcher);
+    watcher.off?.();
+    watcher.off = undefined;
+  };
+}
+
+function countClaimed(delta: 1 | -1): void {
+  claimed += delta;
+  if (delta === 1 && claimed === 1) for (const w of watchers) w.off ??= w.on();
+  if (delta === -1 && claimed === 0) {
+    for (const w of watchers) {
+      w.off?.();
+      w.off = undefined;
+    }
+  }
+}
+
+/**
  * The route `socket` serves, looking through a TLS socket to the socket it
  * wraps (tls.connect({ socket }) over a claimed net socket, or over a Duplex
  * such as the env-CONNECT stand-in).
@@ -122,8 +157,8 @@ export function claim(socket: Socket, route: RouteKey): void {
   const owned = socket as Claimed & { write: Socket['write'] & { [kServes]?: true } };
   if (owned[kServes] === undefined) {
     owned[kServes] = route;
-    claimed++;
-    socket.once('close', () => claimed--);
+    countClaimed(1);
+    socket.once('close', () => countClaimed(-1));
   }
   if (owned.write[kServes]) return;
   const write = socket.write;

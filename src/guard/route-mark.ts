@@ -9,7 +9,7 @@
  * - otherwise the socket hook decides for the marked account instead of
  *   reading the (possibly foreign) current context.
  */
-import type { RouteKey } from '../routing/route.js';
+import { BYPASS_ROUTE, type RouteKey } from '../routing/route.js';
 
 const kRouteMark = Symbol('session-proxy.route-mark');
 
@@ -19,6 +19,9 @@ export interface RouteMark {
   readonly account: string | undefined;
   readonly decided: boolean;
 }
+
+/** A bypassed connection, decided: serves everyone, nothing to record (one shared object, no allocation per request). */
+export const BYPASS_MARK: RouteMark = Object.freeze({ route: BYPASS_ROUTE, account: undefined, decided: true });
 
 export function withRouteMark<T extends object>(options: T, mark: RouteMark): T {
   return { ...options, [kRouteMark]: mark };

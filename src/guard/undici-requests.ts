@@ -18,7 +18,7 @@ import { AsyncResource } from 'node:async_hooks';
 import diagnostics from 'node:diagnostics_channel';
 import type { Socket } from 'node:net';
 import { state } from '../state.js';
-import { claimedConnections, crossRoute, mayUse, routeOfRequest, servedRoute } from './ownership.js';
+import { claimedConnections, crossRoute, mayUse, routeOfRequest, servedRoute, whileClaimed } from './ownership.js';
 
 /** The scope a core undici Request was created in: its handler's creation context, else the current one. */
 function scopeOf(request: object): { account: string | undefined } {
@@ -46,10 +46,13 @@ export function guardUndiciRequests(): () => void {
     const refusal = crossRoute(served, routeOfRequest(account), 'an undici request', 'undici', socket);
     if (refusal) socket.destroy(refusal);
   };
-  diagnostics.subscribe('undici:request:create', onCreate);
-  diagnostics.subscribe('undici:client:sendHeaders', onSendHeaders);
-  return () => {
-    diagnostics.unsubscribe('undici:request:create', onCreate);
-    diagnostics.unsubscribe('undici:client:sendHeaders', onSendHeaders);
-  };
+  // Subscribed only while a connection is claimed: with none, there is nothing to check.
+  return whileClaimed(() => {
+    diagnostics.subscribe('undici:request:create', onCreate);
+    diagnostics.subscribe('undici:client:sendHeaders', onSendHeaders);
+    return () => {
+      diagnostics.unsubscribe('undici:request:create', onCreate);
+      diagnostics.unsubscribe('undici:client:sendHeaders', onSendHeaders);
+    };
+  });
 }

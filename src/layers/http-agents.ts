@@ -17,7 +17,7 @@
 import http from 'node:http';
 import type { Router } from '../routing/router.js';
 import { BYPASS_ROUTE } from '../routing/route.js';
-import { routeMarkOf, withRouteMark } from '../guard/route-mark.js';
+import { routeMarkFor, routeMarkOf, withRouteMark } from '../guard/route-mark.js';
 import { tagRequest } from '../guard/ownership.js';
 import { requestTarget, type RequestOptions } from './http-args.js';
 import { patch, restoreAll, type Restore } from './layer.js';
@@ -31,7 +31,9 @@ export function installHttpAgentPartition(router: Router): Restore {
   const getName = proto.getName;
 
   const routedAddRequest: AddRequest = function routedAddRequest(req, options, ...rest): void {
-    let mark = routeMarkOf(options);
+    let mark = routeMarkFor(options);
+    // Bypass connections serve everyone: nothing to key or check.
+    if (mark?.route === BYPASS_ROUTE) return addRequest.call(this, req, options, ...rest);
     if (!mark) {
       const secure = (this as { protocol?: string }).protocol === 'https:';
       const account = router.currentAccount();

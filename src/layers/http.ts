@@ -25,7 +25,7 @@ import { isRuleRoute } from '../routing/rules.js';
 import { normalizeRequestArgs, requestTarget, type RequestOptions, type ResponseCallback } from './http-args.js';
 import { recoverProxiedTarget } from './env-proxied.js';
 import { connectViaAccountProxy } from './connect-rewrite.js';
-import { withRouteMark } from '../guard/route-mark.js';
+import { BYPASS_MARK, withDecided, withRouteMark } from '../guard/route-mark.js';
 import { patch, restoreAll, type Restore } from './layer.js';
 import type { Trust } from '../trust/trust.js';
 
@@ -92,7 +92,8 @@ function send(deps: HttpLayerDeps, original: RequestFn, secure: boolean, options
   if (action.kind === 'pass') {
     // Bypass connections serve everyone: nothing to record. Otherwise marked as decided, so the
     // socket hook only records the route the connection serves.
-    if (action.route === BYPASS_ROUTE) return original(options, callback);
+    // The Agent partition and the socket hook read the decided mark from the synchronous slot.
+    if (action.route === BYPASS_ROUTE) return withDecided(BYPASS_MARK, () => original(options, callback));
     return original(withRouteMark(options, { route: action.route, account: deps.router.currentAccount(), decided: true }), callback);
   }
   const tlsOptions = inheritAgentTls(options, secure, deps.requestTls);

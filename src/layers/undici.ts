@@ -10,10 +10,10 @@
 import { Agent, Dispatcher } from 'undici';
 import type { ConnectionPools } from '../pools/connection-pools.js';
 import type { Router } from '../routing/router.js';
-import { targetFromUrl, withScheme } from '../routing/route.js';
+import { BYPASS_ROUTE, targetFromUrl, withScheme } from '../routing/route.js';
 import { foldRepeatedContentLength } from './undici-headers.js';
 import { markPlumbing } from '../plumbing.js';
-import { withDecided } from '../guard/route-mark.js';
+import { BYPASS_MARK, withDecided } from '../guard/route-mark.js';
 
 const SYMBOLS = [Symbol.for('undici.globalDispatcher.1'), Symbol.for('undici.globalDispatcher.2')] as const;
 
@@ -38,7 +38,7 @@ export class RoutingDispatcher extends Dispatcher {
     if (action.kind === 'tunnel') return this.pools.dispatcher(action.account, action.proxy).dispatch(folded, handler);
     if (action.kind === 'fail') return failingDispatcher(action.error).dispatch(folded, handler);
     // Passed: a connection the direct dispatcher opens now serves this route and is not decided again.
-    const mark = { route: action.route, account: this.router.currentAccount(), decided: true };
+    const mark = action.route === BYPASS_ROUTE ? BYPASS_MARK : { route: action.route, account: this.router.currentAccount(), decided: true };
     return withDecided(mark, () => this.direct.dispatch(folded, handler));
   }
 

@@ -37,6 +37,7 @@
  * Whatever is still busy after `drainTimeout` is cut with DrainTimeoutError.
  */
 import diagnostics from 'node:diagnostics_channel';
+import { whileClaimed } from '../guard/ownership.js';
 import type { ClientHttp2Session, ClientHttp2Stream } from 'node:http2';
 import type { Socket } from 'node:net';
 import { DrainTimeoutError } from '../errors.js';
@@ -141,10 +142,13 @@ export class ConnectionDrain {
       ['undici:request:trailers', onDone],
       ['undici:request:error', onDone],
     ];
-    for (const [name, fn] of channels) diagnostics.subscribe(name, fn);
-    return () => {
-      for (const [name, fn] of channels) diagnostics.unsubscribe(name, fn);
-    };
+    // Only tunnels are drained, and every tunnel is a claimed connection: listen only while one exists.
+    return whileClaimed(() => {
+      for (const [name, fn] of channels) diagnostics.subscribe(name, fn);
+      return () => {
+        for (const [name, fn] of channels) diagnostics.unsubscribe(name, fn);
+      };
+    });
   }
 
   /** Told about every http2 session (hooked http2.connect): counts its streams. */
