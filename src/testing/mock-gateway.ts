@@ -10,6 +10,7 @@
  * runs beside an installed manager without being routed.
  */
 import * as net from 'node:net';
+import { listenOnFreePort } from './mock-proxy/io.js';
 import { gatewayGrammar } from '../gateways/definition.js';
 import { ProxyContext, resolveOptions } from './mock-proxy/context.js';
 import { FaultState } from './mock-proxy/faults.js';
@@ -35,14 +36,7 @@ export async function startMockGateway(options: MockGatewayOptions): Promise<Moc
     nextId: 1,
   };
   const server = net.createServer({ allowHalfOpen: true }, (socket) => accept(g, socket));
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen({ host: ctx.options.host, port: 0 }, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  const { port } = server.address() as net.AddressInfo;
+  const port = await listenOnFreePort(server, ctx.options.host);
   const host = ctx.options.host;
   const authority = `${net.isIPv6(host) ? `[${host}]` : host}:${port}`;
   let closing: Promise<void> | undefined;

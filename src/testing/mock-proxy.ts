@@ -5,6 +5,7 @@
  * runs in the same process as an installed manager without being routed.
  */
 import * as net from 'node:net';
+import { listenOnFreePort } from './mock-proxy/io.js';
 import { ProxyContext, resolveOptions } from './mock-proxy/context.js';
 import { FaultState } from './mock-proxy/faults.js';
 import { serveHttp } from './mock-proxy/http.js';
@@ -28,14 +29,7 @@ const URL_PROTOCOLS: readonly UrlProtocol[] = ['http', 'socks4', 'socks4a', 'soc
 export async function startMockProxy(options: MockProxyOptions = {}): Promise<MockProxy> {
   const ctx = new ProxyContext(resolveOptions(options), new FaultState());
   const server = net.createServer({ allowHalfOpen: true }, (socket) => accept(ctx, socket));
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen({ host: ctx.options.host, port: 0 }, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  const { port } = server.address() as net.AddressInfo;
+  const port = await listenOnFreePort(server, ctx.options.host);
   const host = ctx.options.host;
   const hostInUrl = net.isIPv6(host) ? `[${host}]` : host;
 

@@ -5,7 +5,6 @@
  * proxy's own error in `cause`, and the preload is named when it is the one
  * that installed the manager.
  */
-import net from 'node:net';
 import { inspect } from 'node:util';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
@@ -24,6 +23,7 @@ import {
 } from '../../src/index.js';
 import { startEchoServer, startMockProxy } from '../../src/testing/index.js';
 import { runPreload } from '../../src/preload.js';
+import { deadPort } from '../support/scenario.js';
 
 let cleanup: Array<() => Promise<unknown> | unknown> = [];
 afterEach(async () => {
@@ -190,10 +190,3 @@ describe('AlreadyInstalledError says who installed the manager', () => {
   });
 });
 
-async function deadPort(): Promise<number> {
-  const server = net.createServer().listen(0, '127.0.0.1');
-  await new Promise((r) => server.once('listening', r));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise((r) => server.close(r));
-  return port;
-}

@@ -3,10 +3,10 @@
  * never goes direct. Judged by the echo server: nothing arrives.
  */
 import http from 'node:http';
-import net from 'node:net';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { SessionProxyManager, ProxyConnectError, ProxyAuthError, LeakBlockedError, findSessionProxyError, type LeakEvent } from '../../src/index.js';
 import { startEchoServer, startMockProxy, type EchoServer, type MockProxy } from '../../src/testing/index.js';
+import { deadPort } from '../support/scenario.js';
 
 let echo: EchoServer;
 let live: MockProxy;
@@ -26,13 +26,6 @@ afterAll(async () => {
   await live.close();
 });
 
-async function deadPort(): Promise<number> {
-  const server = net.createServer().listen(0, '127.0.0.1');
-  await new Promise((r) => server.once('listening', r));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise((r) => server.close(r));
-  return port;
-}
 
 function httpGet(url: string): Promise<unknown> {
   return new Promise((resolve, reject) => http.get(url, (res) => { res.resume(); res.on('end', resolve); }).on('error', reject));

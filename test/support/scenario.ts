@@ -4,6 +4,7 @@
  * `ip` tells which proxy a request used.
  */
 import https from 'node:https';
+import net from 'node:net';
 import { startEchoServer, startMockProxy, type EchoServer, type MockProxy, type MockProxyOptions } from '../../src/testing/index.js';
 
 export interface Scenario {
@@ -65,4 +66,13 @@ export async function sequentialPeers(n: number, request: () => Promise<{ ip: st
 /** `https.get` of an echo URL, trusting the test CA, resolving with the echo reply. */
 export function httpsGetJson<T = { ip: string; port: number }>(url: string, ca: string): Promise<T> {
   return new Promise((resolve, reject) => https.get(url, { ca }, (res) => readJson<T>(res).then(resolve, reject)).on('error', reject));
+}
+
+/** A loopback port nothing listens on (bound once, then closed): a dead proxy. */
+export async function deadPort(): Promise<number> {
+  const server = net.createServer().listen(0, '127.0.0.1');
+  await new Promise((r) => server.once('listening', r));
+  const { port } = server.address() as net.AddressInfo;
+  await new Promise((r) => server.close(r));
+  return port;
 }

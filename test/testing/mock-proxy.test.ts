@@ -6,6 +6,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { directConnect, isPlumbing } from '../../src/plumbing.js';
 import { SocketReader } from '../../src/testing/mock-proxy/reader.js';
 import { startEchoServer, startMockProxy, testCa, type EchoReply, type EchoServer, type MockProxy } from '../../src/testing/index.js';
+import { deadPort } from '../support/scenario.js';
 
 const EGRESS = '127.0.0.9';
 const AUTH = { username: 'alice', password: 'p@ss:w/rd' };
@@ -65,15 +66,6 @@ async function until(condition: () => boolean): Promise<void> {
 /** A tunnel settles when the proxy sees both of its sockets close, which can be a moment after the client is done. */
 function untilSettled(p: MockProxy): Promise<void> {
   return until(() => !p.log.some((e) => e.status === 'open'));
-}
-
-/** A port nothing listens on: bound, then released. */
-async function deadPort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
 }
 
 beforeAll(async () => {

@@ -1,4 +1,4 @@
-/** Socket writes with backpressure, and the proxy's way of hanging up after a final answer. */
+/** Socket writes with backpressure, the proxy's way of hanging up after a final answer, and listening on a free port. */
 import type * as net from 'node:net';
 import type { SocketReader } from './reader.js';
 
@@ -33,4 +33,16 @@ export function hangUp(client: net.Socket, reader: SocketReader): void {
   client.resume();
   if (!client.destroyed && !client.writableEnded) client.end();
   client.setTimeout(LINGER_MS, () => client.destroy());
+}
+
+/** Listens on a free port of `host`; resolves with the port (the mock proxy's and the mock gateway's servers). */
+export async function listenOnFreePort(server: net.Server, host: string): Promise<number> {
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen({ host, port: 0 }, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  return (server.address() as net.AddressInfo).port;
 }
