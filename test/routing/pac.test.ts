@@ -19,7 +19,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { Pool } from 'undici';
-import WebSocket from 'ws';
 import { SessionProxyManager, ProxyUnavailableError, findSessionProxyError, ConfigError } from '../../src/index.js';
 import { startEchoServer, startMockProxy, testCa, type EchoServer, type MockProxy } from '../../src/testing/index.js';
 import { PacEngine } from '../../src/routing/pac/engine.js';
@@ -28,6 +27,7 @@ import { parsePacAnswer } from '../../src/routing/pac/answer.js';
 import { grpcEcho, startGrpcEcho } from '../socket/grpc-echo.js';
 import { readJson } from '../support/scenario.js';
 import { cleanEnv, needsDist, root, run, lastJson } from '../ecosystem/support/run.js';
+import { wsExchange } from '../support/http-clients.js';
 
 const EGRESS = { exchange: '127.0.0.2', socks: '127.0.0.3', alice: '127.0.0.4', net: '127.0.0.5' } as const;
 const DIRECT = '127.0.0.1';
@@ -89,17 +89,7 @@ afterAll(async () => {
 
 const url = (host: string, secure = false, ws = false): string => `${ws ? (secure ? 'wss' : 'ws') : secure ? 'https' : 'http'}://${host}:${secure ? echo.httpsPort : echo.httpPort}`;
 
-function wsIp(u: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const ws = new WebSocket(u, { ca: testCa });
-    ws.once('open', () => ws.send('hi'));
-    ws.once('message', (d) => {
-      resolve((JSON.parse(String(d)) as { ip: string }).ip);
-      ws.close();
-    });
-    ws.once('error', reject);
-  });
-}
+const wsIp = async (url: string): Promise<string> => (await wsExchange(url)).ip;
 
 function h2Ip(u: string): Promise<string> {
   return new Promise((resolve, reject) => {

@@ -17,11 +17,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import diagnostics from 'node:diagnostics_channel';
 import http from 'node:http';
 import https from 'node:https';
-import http2 from 'node:http2';
 import net from 'node:net';
 import { once } from 'node:events';
 import { Pool } from 'undici';
-import WebSocket from 'ws';
 import { SessionProxyManager, ConfigError, LeakBlockedError, findSessionProxyError, loadConfig } from '../../src/index.js';
 import { startEchoServer, startMockProxy, testCa, type EchoServer, type MockProxy } from '../../src/testing/index.js';
 import { grpcEcho, startGrpcEcho } from '../socket/grpc-echo.js';
@@ -30,6 +28,8 @@ import { serializeConfig } from '../../src/config/serialize.js';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { wsExchange } from '../support/http-clients.js';
+import { h2Get } from '../support/socket-clients.js';
 
 const EGRESS = { alice: '127.0.0.2', default: '127.0.0.4', rule: '127.0.0.5', scheme: '127.0.0.6' } as const;
 const DIRECT = '127.0.0.1';
@@ -77,36 +77,9 @@ afterAll(async () => {
 
 const ipOfPeer = (peer: string): string => peer.replace(/^ipv4:/, '').replace(/:\d+$/, '');
 
-function h2Get(e: EchoServer, path: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const session = http2.connect(e.httpsUrl, { ca: testCa });
-    session.on('error', reject);
-    const stream = session.request({ ':path': path });
-    let body = '';
-    stream.setEncoding('utf8');
-    stream.on('data', (d: string) => (body += d));
-    stream.on('end', () => {
-      session.close();
-      resolve((JSON.parse(body) as { ip: string }).ip);
-    });
-    stream.on('error', (err) => {
-      session.destroy();
-      reject(err);
-    });
-  });
-}
+const h2Ip = async (e: EchoServer, path: string): Promise<string> => (await h2Get(e, path)).ip;
 
-function wsIp(url: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const ws = new WebSocket(url, { ca: testCa });
-    ws.once('open', () => ws.send('hi'));
-    ws.once('message', (d) => {
-      resolve((JSON.parse(String(d)) as { ip: string }).ip);
-      ws.close();
-    });
-    ws.once('error', reject);
-  });
-}
+const wsIp = async (url: string): Promise<string> => (await wsExchange(url)).ip;
 
 /** One request per layer; each resolves with the IP the target saw. */
 const clients: Record<string, (w: World) => Promise<string>> = {
@@ -124,7 +97,7 @@ const clients: Record<string, (w: World) => Promise<string>> = {
       await pool.destroy();
     }
   },
-  'http2.connect': ({ echo }) => h2Get(echo, '/h2'),
+  'http2.connect': ({ echo }) => h2Ip(echo, '/h2'),
   'grpc-js': async ({ grpc }) => ipOfPeer((await grpcEcho(grpc.target)).peer),
 };
 

@@ -16,7 +16,8 @@ import { readJson } from './scenario.js';
 export type HttpClient = () => Promise<{ ip: string }>;
 
 
-function wsExchange(url: string): Promise<{ ip: string }> {
+/** One ws message to the echo server; resolves with its reply (`ip`: the egress it saw). */
+export function wsExchange(url: string): Promise<{ ip: string }> {
   return new Promise((resolve, reject) => {
     const ws = new WebSocket(url, { ca: testCa });
     ws.once('open', () => ws.send('hello'));

@@ -33,7 +33,8 @@ function rawHttp(socket: net.Socket, path: string): Promise<{ ip: string }> {
   });
 }
 
-function h2Get(echo: EchoServer, path: string): Promise<{ ip: string }> {
+/** One http2 GET to the echo server on a session of its own; resolves with its reply. */
+export function h2Get(echo: EchoServer, path: string): Promise<{ ip: string }> {
   return new Promise((resolve, reject) => {
     const session = http2.connect(echo.httpsUrl, { ca: testCa });
     session.on('error', reject);
@@ -45,7 +46,10 @@ function h2Get(echo: EchoServer, path: string): Promise<{ ip: string }> {
       session.close();
       resolve(JSON.parse(body));
     });
-    stream.on('error', reject);
+    stream.on('error', (err) => {
+      session.destroy();
+      reject(err);
+    });
   });
 }
 
