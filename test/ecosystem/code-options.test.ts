@@ -15,23 +15,14 @@ import { ConfigError } from '../../src/errors.js';
 import { SessionProxyManager } from '../../src/manager.js';
 import { parseProxy } from '../../src/proxy/parse.js';
 import type { SessionProxyOptions } from '../../src/options.js';
+import { configErrorWithout } from './support/config-error.js';
 
 const SECRET = 'C0de-S3cret-Pw';
 const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
 const KEY_PEM = privateKey.export({ type: 'pkcs8', format: 'pem' }) as string;
 const KEY_BODY = KEY_PEM.split('\n')[1]!;
 
-function configError(fn: () => unknown): ConfigError {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(ConfigError);
-    const message = (err as Error).message;
-    for (const secret of [SECRET, encodeURIComponent(SECRET), KEY_BODY]) expect(message).not.toContain(secret);
-    return err as ConfigError;
-  }
-  throw new Error('expected a ConfigError');
-}
+const configError = (fn: () => unknown): ConfigError => configErrorWithout([SECRET, KEY_BODY], fn);
 
 const proxy = `http://u:${SECRET}@10.0.0.1:1`;
 const construct = (o: unknown) => () => new SessionProxyManager(o as SessionProxyOptions);

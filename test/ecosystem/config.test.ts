@@ -14,6 +14,7 @@ import { nodeOptionsWithRegister, registerEnvFor, registerPaths, splitNodeOption
 import { ConfigError } from '../../src/errors.js';
 import { isProxyEndpoint, type ProxyEndpoint } from '../../src/proxy/endpoint.js';
 import { parseProxy } from '../../src/proxy/parse.js';
+import { configErrorWithout } from './support/config-error.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'sp-config-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -27,18 +28,7 @@ function file(content: unknown, name = `c${n++}.json`): string {
 
 const SECRET = 'Sup3r-Secret-Pw';
 
-/** The error loadConfig throws, asserting it is a ConfigError that does not leak SECRET. */
-function configError(fn: () => unknown): ConfigError {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(ConfigError);
-    expect((err as Error).message).not.toContain(SECRET);
-    expect((err as Error).message).not.toContain(encodeURIComponent(SECRET));
-    return err as ConfigError;
-  }
-  throw new Error('expected a ConfigError');
-}
+const configError = (fn: () => unknown): ConfigError => configErrorWithout([SECRET], fn);
 
 const urls = (spec: unknown): string[] => (spec as ProxyEndpoint[]).map((p) => p.url);
 

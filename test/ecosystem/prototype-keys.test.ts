@@ -20,6 +20,7 @@ import { ConfigError } from '../../src/errors.js';
 import { SessionProxyManager } from '../../src/manager.js';
 import { startEchoServer, startMockProxy, type EchoServer, type MockProxy } from '../../src/testing/index.js';
 import { cleanEnv, lastJson, needsDist, root, run } from './support/run.js';
+import { configErrorWithout } from './support/config-error.js';
 
 const SECRET = 'Pr0to-S3cret';
 const app = join(root, 'test/ecosystem/fixtures/unscoped-fetch.mjs');
@@ -34,16 +35,7 @@ function file(text: string): string {
   return path;
 }
 
-function configError(fn: () => unknown): ConfigError {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(ConfigError);
-    expect((err as Error).message).not.toContain(SECRET);
-    return err as ConfigError;
-  }
-  throw new Error('expected a ConfigError');
-}
+const configError = (fn: () => unknown): ConfigError => configErrorWithout([SECRET], fn);
 
 beforeAll(() => {
   dir = mkdtempSync(join(tmpdir(), 'sp-proto-'));
