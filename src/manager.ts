@@ -23,7 +23,7 @@ import { pacUnavailable } from './routing/pac/engine.js';
 import { pacSettings } from './routing/pac/spec.js';
 import { LeakPolicy, type LeakEvent } from './routing/leak-policy.js';
 import { AccountTunnels } from './routing/account-tunnels.js';
-import { Rotation, type MoveEvent } from './routing/rotation.js';
+import { Rotation, type MoveEvent, type MoveReason } from './routing/rotation.js';
 import { SocketTunnelRegistry } from './layers/socket/tunnel-registry.js';
 import type { Target } from './routing/route.js';
 import { ConnectionPools } from './pools/connection-pools.js';
@@ -198,7 +198,7 @@ export class SessionProxyManager<A extends string = string> extends EventEmitter
     this.options = Object.freeze({ ...options });
     this.sessions = new GatewaySessions(options.sessionStore ?? new MemorySessionStore(), {
       // Shortly before the vendor ends a session: a new one, drained like a rotation.
-      expiring: (account, endpoint) => void this.rotation.renewSession(account, 'lifetime', false, endpoint),
+      expiring: (account, endpoint) => void this.renewSession(account, 'lifetime', endpoint).catch(() => undefined),
     });
     this.watch = new EgressWatch(checkWatchOptions(options.watchEgress), {
       identity: (account) => (this.accounts.get(account) ? this.accounts.active(account).identityKey : undefined),
@@ -507,7 +507,7 @@ export class SessionProxyManager<A extends string = string> extends EventEmitter
     checkOptionsArgument('rotate(account, options)', options);
     this.requireInstalled('rotate');
     const name = this.accountOf('rotate', account);
-    const to = this.fleet ? await this.fleet.rotate(name, options.closeExisting ?? false) : this.rotation.rotate(name, options.closeExisting ?? false);
+    const to = await this.move(name, options.closeExisting ?? false, 'manual');
     // A new session (or proxy): whatever the egress watch held the account for is behind it.
     this.egress.release(name);
     return to.info();
@@ -641,6 +641,16 @@ export class SessionProxyManager<A extends string = string> extends EventEmitter
     );
   }
 
+  /** Moves the account to its next proxy (a new session on a gateway): through the store in a fleet, here otherwise. */
+  private async move(account: string, closeExisting: boolean, reason: MoveReason): Promise<ProxyEndpoint> {
+    return this.fleet ? this.fleet.rotate(account, closeExisting, reason) : this.rotation.rotate(account, closeExisting, reason);
+  }
+
+  /** A new session for the account's gateway session `expect` (undefined when it is no longer on it): agreed fleet-wide in a fleet. */
+  private async renewSession(account: string, reason: MoveReason, expect: ProxyEndpoint): Promise<ProxyEndpoint | undefined> {
+    return this.fleet ? this.fleet.renewSession(account, reason, expect) : this.rotation.renewSession(account, reason, false, expect);
+  }
+
   /** The fleet coordinator, for this installation (routing/fleet.ts). */
   private startFleet(config: ResolvedStore): void {
     this.fleet = new FleetLeases(
@@ -650,7 +660,12 @@ export class SessionProxyManager<A extends string = string> extends EventEmitter
         health: this.health,
         traffic: this.traffic,
         failoverOn: (pool) => this.rotation.failoverOn(pool),
-        adopt: (account, index, reason, closeExisting) => this.rotation.adopt(account, index, reason, closeExisting),
+        adopt: (account, index, reason, closeExisting, entry, announce) => this.rotation.adopt(account, index, reason, closeExisting, entry, announce),
+        sessions: {
+          of: (entry) => this.sessions.sessionOf(entry),
+          fresh: (entry) => this.sessions.fresh(entry),
+          adopt: (entry, session) => this.sessions.adopt(entry, session),
+        },
         cut: (account, proxy) => {
           this.connections.retire(account, proxy, true);
           this.socketTunnels.close(account, proxy);
@@ -753,8 +768,7 @@ export class SessionProxyManager<A extends string = string> extends EventEmitter
     this.emit('egress-change', event);
     if (seen.sameIpAs.length && renewable) {
       // Two accounts on one exit: this one gets a new session, verified again.
-      this.rotation.renewSession(account, 'same-ip', false, proxy);
-      return this.verify(account, {}, o.attempt + 1);
+      return this.renewSession(account, 'same-ip', proxy).then(() => this.verify(account, {}, o.attempt + 1));
     }
     if (mode === 'quarantine' && !this.egress.isHeld(account)) {
       const what = seen.change ? `changed from ${event.from} to ${event.to} within its session` : `is ${event.to}, as ${seen.sameIpAs.map((a) => `"${a}"`).join(', ')}'s`;
@@ -765,13 +779,13 @@ export class SessionProxyManager<A extends string = string> extends EventEmitter
       return undefined;
     }
     if (mode === 'rotate' && seen.change) {
-      try {
-        this.rotation.rotate(account, false, 'egress-change');
-      } catch {
-        return undefined; // nowhere to go: the event said what happened
-      }
-      this.egress.release(account);
-      return this.verify(account, {}, o.attempt + 1);
+      return this.move(account, false, 'egress-change').then(
+        () => {
+          this.egress.release(account);
+          return this.verify(account, {}, o.attempt + 1);
+        },
+        () => result, // nowhere to go: the event said what happened
+      );
     }
     return undefined;
   }
@@ -782,7 +796,8 @@ export class SessionProxyManager<A extends string = string> extends EventEmitter
     if (proxy.gateway && answered) {
       // The gateway answered, so it works: this session's exit failed. Failover by minting a new session
       // (a per-connection gateway's next connection has a fresh one anyway), not by leaving the gateway.
-      this.rotation.renewSession(account, 'session-failed', false, proxy);
+      // In a fleet the new session is agreed through the store: this request is not retried on it.
+      void this.renewSession(account, 'session-failed', proxy).catch(() => undefined);
     } else {
       // Refused or timed out: the proxy — for a gateway, the gateway host, all its sessions — is failing.
       this.health.fail(proxy, error);
@@ -832,7 +847,11 @@ export class SessionProxyManager<A extends string = string> extends EventEmitter
     const at = account === DEFAULT_ACCOUNT ? 'proxy' : `accounts.${account}`;
     return list.map((input, i) => {
       const entry = parsePoolEntry(input, { defaultProtocol: this.options?.defaultProtocol, path: Array.isArray(spec) ? `${at}[${i}]` : at });
-      return isGatewayDefinition(entry) ? this.sessions.open(account, entry) : entry;
+      if (!isGatewayDefinition(entry)) return entry;
+      if (this.storeConfig && entry.mode === 'per-connection') {
+        throw new ConfigError(`${Array.isArray(spec) ? `${at}[${i}]` : at}.session: a "per-connection" gateway has no single egress per account to lease fleet-wide (option store); use session: "sticky"`);
+      }
+      return this.sessions.open(account, entry);
     });
   }
 }

@@ -59,7 +59,7 @@ export async function runFleet(argv: readonly string[], io: CommandIO, env: Node
       ['ACCOUNT', 'PROXY', 'STATE', 'HOLDERS (instance host pid, lease left)', 'REQUESTS', 'FAILURES', 'SENT', 'RECEIVED'],
       stats.accounts.map((a) => [
         a.account,
-        a.proxy,
+        a.session ? `${a.proxy} session ${a.session}` : a.proxy,
         a.state === 'moving' ? `moving (v${a.version})` : `v${a.version}`,
         a.holders.map((h) => `${h.instance.slice(0, 8)} ${h.host ?? '?'} ${h.pid ?? '?'} ${ms(h.leaseLeftMs)}${h.acked ? '' : ' (not acked)'}`).join('; ') || '-',
         String(a.requests),

@@ -63,6 +63,10 @@ export interface GatewayTag {
   readonly session: string | undefined;
   /** Every session of one gateway shares this key: health is per gateway host. */
   readonly key: string;
+  /** The gateway's secret-free identity across processes (the definition's storeKey). */
+  readonly slot: string;
+  /** The redacted URL of the sessionless form. */
+  readonly slotUrl: string;
 }
 
 export const GATEWAY_KEYS = ['gateway', 'template', 'country', 'city', 'session', 'lifetime', 'sessionId'] as const;
@@ -252,8 +256,14 @@ export class GatewayDefinition {
       label: b.label,
       tls: b.tls,
       connectTimeout: b.connectTimeout,
-      gateway: { name: this.name, session, key: this.key },
+      gateway: { name: this.name, session, key: this.key, slot: this.storeKey, slotUrl: session === undefined ? '' : this.#sessionlessUrl() },
     });
+  }
+
+  #slotUrl: string | undefined;
+  /** The redacted URL of the sessionless form, built once. */
+  #sessionlessUrl(): string {
+    return (this.#slotUrl ??= this.endpoint(undefined).url);
   }
 
   /** Parameters read back from a credential this gateway's grammar produced (the mock gateway, tests). */

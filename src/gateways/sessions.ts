@@ -95,11 +95,33 @@ export class GatewaySessions {
 
   /** A new session for the account's entry `from` (never the same id); undefined if `from` is no sticky session. */
   renew(from: ProxyEndpoint): ProxyEndpoint | undefined {
+    const session = this.fresh(from);
+    return session && this.adopt(from, session);
+  }
+
+  /** A new session id for the entry `from`, not yet in use (the fleet proposes it before adopting it); undefined if `from` is no sticky session. */
+  fresh(from: ProxyEndpoint): StoredSession | undefined {
     const b = this.bindings.get(from);
     if (!b || b.definition.mode !== 'sticky') return undefined;
     let id = b.definition.mint();
     for (let i = 0; i < 8 && id === b.session?.id; i++) id = b.definition.mint();
-    const session = { id, mintedAt: this.now() };
+    return { id, mintedAt: this.now() };
+  }
+
+  /** The session an entry is on, if it is a sticky gateway session. */
+  sessionOf(endpoint: ProxyEndpoint): StoredSession | undefined {
+    const b = this.bindings.get(endpoint);
+    return b?.definition.mode === 'sticky' ? b.session : undefined;
+  }
+
+  /**
+   * The account's entry `from` moved to `session` (a new one, or the one the
+   * fleet has the account on): its endpoint, replacing `from`. Undefined when
+   * `from` is no sticky session or the gateway refuses that id.
+   */
+  adopt(from: ProxyEndpoint, session: StoredSession): ProxyEndpoint | undefined {
+    const b = this.bindings.get(from);
+    if (!b || b.definition.mode !== 'sticky' || !b.definition.acceptsSession(session.id)) return undefined;
     this.store.set(b.account, b.definition.storeKey, session);
     this.retire(from);
     return this.bind(b.account, b.definition, session);

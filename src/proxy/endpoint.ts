@@ -69,6 +69,15 @@ export interface EndpointGateway {
   readonly session: string | undefined;
   /** Shared by every session of one gateway: its health is per gateway host. */
   readonly key: string;
+  /**
+   * The gateway as the fleet knows it (store/identity.ts): secret-free and
+   * the same in every process configuring it (vendor, protocol, host, port,
+   * base username, country, city). Unlike `key`, it does not depend on a
+   * per-process salt.
+   */
+  readonly slot: string;
+  /** The redacted URL of the sessionless form: how the fleet shows the gateway. */
+  readonly slotUrl: string;
 }
 
 /** Already-normalized fields; `parseProxy` is the friendly way to get here. */
@@ -204,7 +213,13 @@ export class ProxyEndpoint {
     this.#tlsKey = tls?.key;
     this.connectTimeout = init.connectTimeout === undefined ? DEFAULT_CONNECT_TIMEOUT : checkTimeout(init.connectTimeout);
     this.remoteDns = this.protocol !== 'socks4';
-    this.gateway = init.gateway === undefined ? undefined : Object.freeze({ name: String(init.gateway.name), session: init.gateway.session, key: String(init.gateway.key) });
+    this.gateway = init.gateway === undefined ? undefined : Object.freeze({
+            name: String(init.gateway.name),
+            session: init.gateway.session,
+            key: String(init.gateway.key),
+            slot: String(init.gateway.slot),
+            slotUrl: String(init.gateway.slotUrl),
+          });
     Object.freeze(this);
   }
 

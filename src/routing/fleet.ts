@@ -29,9 +29,11 @@ import type { ProxyEndpoint } from '../proxy/endpoint.js';
 import type { HealthRegistry } from '../health/health-registry.js';
 import type { TrafficStats } from '../health/traffic-stats.js';
 import { fence } from '../guard/lease-fence.js';
-import { configFingerprint, fleetKey } from '../store/identity.js';
-import type { Assignment, Candidate, FleetMessage, FleetSnapshot, FleetStore, InstanceInfo, StatsRow } from '../store/types.js';
+import { configFingerprint, fleetKey, fleetUrl, sessionOf } from '../store/identity.js';
+import type { Assignment, Candidate, FleetMessage, FleetSnapshot, FleetStore, InstanceInfo, MoveReply, StatsRow } from '../store/types.js';
+import type { StoredSession } from '../gateways/sessions.js';
 import type { AccountPool, AccountPools } from './account-pools.js';
+import type { MoveReason } from './rotation.js';
 import { choose, type Candidate as StrategyCandidate, type RotationStrategy } from './strategies.js';
 
 export interface FleetOptions {
@@ -75,8 +77,18 @@ export interface FleetDeps {
   readonly traffic: TrafficStats;
   /** Failover applies to this pool (rotation's rule). */
   readonly failoverOn: (pool: AccountPool) => boolean;
-  /** Switches the account's active proxy here and retires the old one's connections (drain; or cut with closeExisting). */
-  readonly adopt: (account: string, index: number, reason: 'manual' | 'failover', closeExisting: boolean) => void;
+  /**
+   * Switches the account's active proxy here (to `entry` in place of pool entry `index`, for a
+   * gateway session the fleet has the account on) and retires the old one's connections (drain;
+   * or cut with closeExisting). `announce: false` on the first lease: nothing moved yet.
+   */
+  readonly adopt: (account: string, index: number, reason: MoveReason, closeExisting: boolean, entry: ProxyEndpoint | undefined, announce: boolean) => void;
+  /** The account's sessions on its gateways (gateways/sessions.ts): the fleet agrees on them. */
+  readonly sessions: {
+    of(entry: ProxyEndpoint): StoredSession | undefined;
+    fresh(entry: ProxyEndpoint): StoredSession | undefined;
+    adopt(entry: ProxyEndpoint, session: StoredSession): ProxyEndpoint | undefined;
+  };
   /** Drops the account's pools on `proxy` at once (a lost lease). */
   readonly cut: (account: string, proxy: ProxyEndpoint) => void;
   readonly storeState: (state: 'down' | 'up', event: StoreStateEvent) => void;
@@ -88,6 +100,7 @@ interface Lease {
   readonly account: string;
   epoch: string;
   ver: number;
+  /** What the lease is on: the proxy's fleet key, with `/session` on a gateway (leaseId). */
   key: string;
   proxy: ProxyEndpoint;
   /** performance.now() before which the lease holds here. */
@@ -101,6 +114,15 @@ interface Lease {
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, Math.max(0, ms)).unref());
+
+/** What a lease or a tunnel is on: the fleet key, and on a gateway the session (each session is its own exit). */
+function leaseId(key: string, session: string | undefined): string {
+  return session === undefined ? key : `${key}/${session}`;
+}
+
+const endpointLeaseId = (p: ProxyEndpoint): string => leaseId(fleetKey(p), sessionOf(p));
+
+const MOVE_REASONS: ReadonlySet<string> = new Set<MoveReason>(['manual', 'failover', 'session-failed', 'lifetime', 'egress-change', 'same-ip']);
 
 export class FleetLeases {
   readonly instance = randomUUID();
@@ -192,7 +214,7 @@ export class FleetLeases {
 
   /** Every tunnel of the account: fenced by its lease, cut if the lease is lost. */
   track(account: string, proxy: ProxyEndpoint, socket: Socket): void {
-    const key = fleetKey(proxy);
+    const key = endpointLeaseId(proxy);
     fence(socket, () => this.writeRefusal(account, key, proxy));
     const l = this.leases.get(account);
     if (!l) return;
@@ -291,35 +313,51 @@ export class FleetLeases {
 
   // --- moves ------------------------------------------------------------------
 
-  /** rotate(): one move in the store for the whole fleet. */
-  async rotate(account: string, closeExisting: boolean): Promise<ProxyEndpoint> {
+  /**
+   * rotate(): one move in the store for the whole fleet. On a gateway
+   * session, a new session on the same gateway (as a local rotate()).
+   */
+  async rotate(account: string, closeExisting: boolean, reason: MoveReason = 'manual'): Promise<ProxyEndpoint> {
     await (this.gate(account) ?? Promise.resolve());
     const l = this.leases.get(account)!;
     const pool = this.deps.accounts.require(account);
-    const sent = performance.now();
-    const reply = await this.guarded(account, () =>
-      this.o.store.move({ ...this.call(), account, exclusive: this.o.exclusive, fromVer: l.ver, reason: 'manual', candidates: this.moveOrder(pool) }),
-    );
+    const session = this.deps.sessions.fresh(l.proxy);
+    const candidates = session ? [this.candidate(l.proxy, session)] : this.moveOrder(pool);
+    const reply = await this.move(account, l.ver, reason, candidates, closeExisting);
     switch (reply.status) {
       case 'ok':
       case 'stale':
-        this.apply(account, reply, sent, reply.epoch, closeExisting, 'manual');
         return this.leases.get(account)!.proxy;
       case 'none':
         throw new ProxyUnavailableError(`cannot rotate: no other proxy of the pool is free fleet-wide: ${this.describe(pool)}`, { account });
       case 'lost':
-        this.lost(account, l, true);
         throw new ProxyUnavailableError('cannot rotate: this process no longer holds the account’s lease', { account });
       default:
-        this.learnEpoch(reply.epoch);
         throw new ProxyUnavailableError(`cannot rotate: the fleet store ${this.o.store.where} was emptied or restarted; no move for ${Math.ceil(reply.retryIn)} ms`, { account });
     }
   }
 
   /**
+   * A new session for the account's gateway session `expect` (its lifetime
+   * ends, its exit failed, its IP changed or is another account's), once for
+   * the fleet: the processes that see the same at the same time make one
+   * move (the others' are stale). Undefined when the account is no longer on
+   * `expect` or it is no sticky session.
+   */
+  async renewSession(account: string, reason: MoveReason, expect?: ProxyEndpoint): Promise<ProxyEndpoint | undefined> {
+    const l = this.leases.get(account);
+    if (!l || (expect !== undefined && l.proxy !== expect)) return undefined;
+    const session = this.deps.sessions.fresh(l.proxy);
+    if (!session) return undefined;
+    const reply = await this.move(account, l.ver, reason, [this.candidate(l.proxy, session)], false);
+    return reply.status === 'ok' || reply.status === 'stale' ? this.leases.get(account)?.proxy : undefined;
+  }
+
+  /**
    * A proxy went into cooldown here (or the fleet said so): tell the store
-   * (unless it came from there) and move every account leased on it, once
-   * for the fleet (a move from an old version is stale: another process moved first).
+   * (unless it came from there) and move every account leased on it (on a
+   * gateway: on any of its sessions), once for the fleet (a move from an old
+   * version is stale: another process moved first).
    */
   failover(proxy: ProxyEndpoint): void {
     const key = fleetKey(proxy);
@@ -332,21 +370,27 @@ export class FleetLeases {
         .finally(() => this.reporting.delete(key));
     }
     for (const l of this.leases.values()) {
-      if (l.key !== key || this.moving.has(l.account)) continue;
+      if (fleetKey(l.proxy) !== key || this.moving.has(l.account)) continue;
       const pool = this.deps.accounts.get(l.account);
       if (!pool || !this.deps.failoverOn(pool)) continue;
-      const p = this.failoverMove(l.account, l.ver).finally(() => this.moving.delete(l.account));
+      const p = this.move(l.account, l.ver, 'failover', this.moveOrder(pool), false)
+        .then(() => this.leases.get(l.account)?.proxy ?? pool.proxies[pool.active]!)
+        .finally(() => this.moving.delete(l.account));
       this.moving.set(l.account, p);
       p.catch(() => undefined);
     }
   }
 
-  private async failoverMove(account: string, fromVer: number): Promise<ProxyEndpoint> {
-    const pool = this.deps.accounts.require(account);
+  /** One move in the store, applied here when it is made (ok) or another process made one first (stale). */
+  private async move(account: string, fromVer: number, reason: MoveReason, candidates: Candidate[], closeExisting: boolean): Promise<MoveReply> {
     const sent = performance.now();
-    const reply = await this.guarded(account, () => this.o.store.move({ ...this.call(), account, exclusive: this.o.exclusive, fromVer, reason: 'failover', candidates: this.moveOrder(pool) }));
-    if (reply.status === 'ok' || reply.status === 'stale') this.apply(account, reply, sent, reply.epoch, false, 'failover');
-    return this.leases.get(account)?.proxy ?? pool.proxies[pool.active];
+    const reply = await this.guarded(account, () => this.o.store.move({ ...this.call(), account, exclusive: this.o.exclusive, fromVer, reason, candidates }));
+    if (reply.status === 'ok' || reply.status === 'stale') this.apply(account, reply, sent, reply.epoch, closeExisting, reply.status === 'ok' ? reason : undefined);
+    else if (reply.status === 'lost') {
+      const l = this.leases.get(account);
+      if (l) this.lost(account, l, true);
+    } else if (reply.status !== 'none') this.learnEpoch(reply.epoch);
+    return reply;
   }
 
   /** A proxy recovered here (a probe): tell the fleet, unless the news came from it. */
@@ -376,30 +420,37 @@ export class FleetLeases {
   // --- applying what the store says -------------------------------------------------
 
   /** Adopts an assignment (here or another process moved the account) and extends the local deadline from `sent`. */
-  private apply(account: string, a: Assignment, sent: number, epoch: string, closeExisting: boolean, reason?: 'manual' | 'failover'): void {
+  private apply(account: string, a: Assignment, sent: number, epoch: string, closeExisting: boolean, reason?: MoveReason): void {
     const pool = this.deps.accounts.get(account);
     if (!pool) return;
     let l = this.leases.get(account);
+    const target = leaseId(a.proxy, a.session?.id);
     let ack = false;
-    if (!l || l.ver !== a.ver || l.key !== a.proxy || l.epoch !== epoch) {
+    if (!l || l.ver !== a.ver || l.key !== target || l.epoch !== epoch) {
       const index = pool.proxies.findIndex((p) => fleetKey(p) === a.proxy);
-      if (index < 0) {
+      // On a gateway, the session the fleet has the account on replaces the entry's own.
+      let entry: ProxyEndpoint | undefined;
+      if (index >= 0 && a.session && sessionOf(pool.proxies[index]!) !== a.session.id) {
+        entry = this.deps.sessions.adopt(pool.proxies[index]!, { id: a.session.id, mintedAt: a.session.minted });
+      }
+      if (index < 0 || (a.session && !entry && sessionOf(pool.proxies[index]!) !== a.session.id)) {
+        // Not a proxy (or a session) this process can use: the configurations differ.
         if (l) this.lost(account, l, true);
         this.deps.mismatch({ instances: [], fingerprint: this.fingerprint });
         return;
       }
-      const proxy = pool.proxies[index]!;
-      if (l && l.key !== a.proxy) l.old.set(l.key, l.deadline);
-      const why = reason ?? (a.reason === 'failover' ? 'failover' : 'manual');
-      if (pool.active !== index) this.deps.adopt(account, index, why, closeExisting);
+      const proxy = entry ?? pool.proxies[index]!;
+      if (l && l.key !== target) l.old.set(l.key, l.deadline);
+      const why = reason ?? (a.reason !== undefined && MOVE_REASONS.has(a.reason) ? (a.reason as MoveReason) : 'manual');
+      if (pool.active !== index || entry) this.deps.adopt(account, index, why, closeExisting, entry, l !== undefined);
       ack = l !== undefined && l.ver !== a.ver && reason === undefined;
       if (!l) {
-        l = { account, epoch, ver: a.ver, key: a.proxy, proxy, deadline: 0, ready: false, old: new Map(), sockets: new Map() };
+        l = { account, epoch, ver: a.ver, key: target, proxy, deadline: 0, ready: false, old: new Map(), sockets: new Map() };
         this.leases.set(account, l);
       } else {
         l.epoch = epoch;
         l.ver = a.ver;
-        l.key = a.proxy;
+        l.key = target;
         l.proxy = proxy;
       }
     }
@@ -575,7 +626,7 @@ export class FleetLeases {
       const before = this.sent.get(id) ?? { requests: 0, failures: 0, bytesSent: 0, bytesReceived: 0 };
       const delta = { requests: row.requests - before.requests, failures: row.failures - before.failures, bytesSent: row.bytesSent - before.bytesSent, bytesReceived: row.bytesReceived - before.bytesReceived };
       if (!delta.requests && !delta.failures && !delta.bytesSent && !delta.bytesReceived) continue;
-      rows.push({ account: row.account, key: fleetKey(p), url: p.url, ...delta });
+      rows.push({ account: row.account, key: fleetKey(p), url: fleetUrl(p), ...delta });
       next.set(id, { requests: row.requests, failures: row.failures, bytesSent: row.bytesSent, bytesReceived: row.bytesReceived });
     }
     if (rows.length === 0) return;
@@ -628,8 +679,9 @@ export class FleetLeases {
     this.timers.add(t);
   }
 
-  private candidate(p: ProxyEndpoint): Candidate {
-    return { key: fleetKey(p), url: p.url };
+  /** A pool entry as the store sees it; a gateway session proposes its id (`session`: a fresh one instead). */
+  private candidate(p: ProxyEndpoint, session = this.deps.sessions.of(p)): Candidate {
+    return { key: fleetKey(p), url: fleetUrl(p), ...(session ? { session: { id: session.id, minted: session.mintedAt } } : {}) };
   }
 
   /** First use: the local active proxy first, then the pool in order from it; proxies down here are left out. */

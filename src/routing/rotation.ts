@@ -131,17 +131,20 @@ export class Rotation {
 
   /**
    * The fleet moved the account (in this process or another one,
-   * routing/fleet.ts): switch to `index` and retire the old proxy's
-   * connections, as a local move does.
+   * routing/fleet.ts): switch to `index` — to `entry` in its place, for a
+   * gateway session the fleet agreed on — and retire the old proxy's
+   * connections, as a local move does. `announce: false` (the first lease):
+   * no rotate event, nothing has used the pool yet.
    */
-  adopt(account: string, index: number, reason: 'manual' | 'failover', closeExisting: boolean): void {
+  adopt(account: string, index: number, reason: MoveReason, closeExisting: boolean, entry?: ProxyEndpoint, announce = true): void {
     const pool = this.deps.accounts.require(account);
-    if (pool.active === index) return;
     const from = pool.proxies[pool.active];
-    pool.active = index;
+    if (entry && pool.proxies[index] !== entry) this.deps.accounts.replace(account, index, entry);
     const to = pool.proxies[index];
+    if (from === to) return;
+    pool.active = index;
     const counts = this.deps.retire(account, from, closeExisting);
-    this.deps.moved({ account, from: from.info(), to: to.info(), reason, ...counts });
+    if (announce) this.deps.moved({ account, from: from.info(), to: to.info(), reason, ...counts });
   }
 
   /** Each proxy with why it is or is not a place to go: `p (active, up); q (up, held by "bob"); r (cooldown, next probe in 850 ms)`. */

@@ -23,6 +23,7 @@ import type {
   ReleaseRequest,
   RenewReply,
   RenewRequest,
+  SessionRecord,
   StatsRow,
 } from './types.js';
 
@@ -48,6 +49,8 @@ interface AccountRec {
   state: 'ready' | 'moving';
   barrierUntil: number;
   reason?: string;
+  /** On a gateway slot: the account's session there. */
+  session?: SessionRecord;
   holders: Map<string, Holder>;
 }
 
@@ -103,8 +106,9 @@ export class MemoryStore implements FleetStore {
       if (!keys.includes(a.proxy)) return { status: 'mismatch', epoch: e.id, now, proxy: a.proxy };
     }
     if (a.proxy === undefined || a.holders.size === 0) {
-      // Nobody uses the account: keep its sticky proxy if it is still free and up, else pick.
-      const order = a.proxy !== undefined && keys.includes(a.proxy) ? [r.candidates.find((c) => c.key === a.proxy)!, ...r.candidates.filter((c) => c.key !== a.proxy)] : r.candidates;
+      // Nobody uses the account: keep its sticky proxy (and its session on a gateway) if it is still free and up, else pick.
+      const sticky = a.proxy !== undefined ? r.candidates.find((c) => c.key === a.proxy) : undefined;
+      const order = sticky ? [{ ...sticky, session: a.session ?? sticky.session }, ...r.candidates.filter((c) => c !== sticky)] : r.candidates;
       const chosen = this.pick(order, r.account, r.exclusive, r.margin, now);
       if (!chosen) return { status: 'none', epoch: e.id, now };
       if (chosen.key !== a.proxy) {
@@ -113,11 +117,11 @@ export class MemoryStore implements FleetStore {
         a.reason = 'acquire';
         this.av++;
       }
+      a.session = chosen.session;
       a.state = 'ready';
       this.claim(chosen, r.account, r.exclusive, now + r.ttl);
     }
-    const p = this.proxy(a.proxy!);
-    if (!r.exclusive || p.owner === r.account) p.until = Math.max(p.until, now + r.ttl);
+    this.extend(a, r.account, r.exclusive, now + r.ttl);
     const held = a.holders.get(r.instance);
     a.holders.set(r.instance, { expiry: now + r.ttl, ack: held ? held.ack : a.ver, pool: keys });
     return { status: 'ok', epoch: e.id, now, ...this.assignment(r.account, a) };
@@ -140,8 +144,7 @@ export class MemoryStore implements FleetStore {
       }
       h.expiry = now + r.ttl;
       if (ack > h.ack) h.ack = Math.min(ack, a.ver);
-      const p = this.proxy(a.proxy);
-      if (!r.exclusive || p.owner === account) p.until = Math.max(p.until, now + r.ttl);
+      this.extend(a, account, r.exclusive, now + r.ttl);
       this.settle(account, a, now);
       out.push({ held: true, ...this.assignment(account, a) });
     }
@@ -161,13 +164,15 @@ export class MemoryStore implements FleetStore {
     if (a.ver !== r.fromVer) return { status: 'stale', epoch: e.id, now, ...this.assignment(r.account, a) };
     // Only proxies every live holder's pool has (a rolling deploy may differ).
     const pools = [...a.holders.values()].map((x) => x.pool).filter((x): x is readonly string[] => x !== undefined);
-    const order = r.candidates.filter((c) => c.key !== a.proxy && pools.every((pool) => pool.includes(c.key)));
+    // The current proxy only with another session (a new session on the same gateway).
+    const elsewhere = (c: Candidate): boolean => c.key !== a.proxy || (c.session !== undefined && c.session.id !== a.session?.id);
+    const order = r.candidates.filter((c) => elsewhere(c) && pools.every((pool) => pool.includes(c.key)));
     const chosen = this.pick(order, r.account, r.exclusive, r.margin, now);
     if (!chosen) return { status: 'none', epoch: e.id, now };
-    const old = this.proxy(a.proxy);
-    if (!r.exclusive || old.owner === r.account) old.until = Math.max(old.until, now + r.ttl);
+    this.extend(a, r.account, r.exclusive, now + r.ttl);
     this.claim(chosen, r.account, r.exclusive, now + r.ttl);
     a.proxy = chosen.key;
+    a.session = chosen.session;
     a.ver++;
     a.reason = r.reason;
     h.ack = a.ver;
@@ -184,10 +189,7 @@ export class MemoryStore implements FleetStore {
     const a = this.accounts.get(r.account);
     if (!a || !a.holders.delete(r.instance)) return;
     this.prune(a, now);
-    if (a.proxy !== undefined) {
-      const p = this.proxy(a.proxy);
-      if (!r.exclusive || p.owner === r.account) p.until = Math.max(p.until, now + r.ttl);
-    }
+    this.extend(a, r.account, r.exclusive, now + r.ttl);
     this.settle(r.account, a, now);
   }
 
@@ -279,23 +281,30 @@ export class MemoryStore implements FleetStore {
     for (const [id, h] of a.holders) if (h.expiry <= now) a.holders.delete(id);
   }
 
-  /** A proxy `account` may take: up, and (exclusive) owned by nobody, by it, or quarantined long enough. */
+  /** A proxy `account` may take: up, and (exclusive) owned by nobody, by it, or quarantined long enough; a gateway session: up. */
   private pick(order: readonly Candidate[], account: string, exclusive: boolean, margin: number, now: number): Candidate | undefined {
     return order.find((c) => {
       const p = this.proxies.get(c.key);
       if (!p) return true;
       if (p.down > now) return false;
-      return !exclusive || p.owner === undefined || p.owner === account || now >= p.until + margin;
+      return !exclusive || c.session !== undefined || p.owner === undefined || p.owner === account || now >= p.until + margin;
     });
   }
 
   private claim(c: Candidate, account: string, exclusive: boolean, until: number): void {
     const p = this.proxy(c.key);
     p.url = c.url;
-    if (!exclusive) return;
+    if (!exclusive || c.session !== undefined) return;
     if (p.owner !== account) p.until = 0;
     p.owner = account;
     p.until = Math.max(p.until, until);
+  }
+
+  /** Extends the account's hold on its proxy (a gateway session has none: it is the account's own). */
+  private extend(a: AccountRec, account: string, exclusive: boolean, until: number): void {
+    if (a.proxy === undefined || a.session !== undefined) return;
+    const p = this.proxy(a.proxy);
+    if (!exclusive || p.owner === account) p.until = Math.max(p.until, until);
   }
 
   /** Closes a move's barrier once every live holder acknowledged it, or its time is up. */
@@ -307,7 +316,7 @@ export class MemoryStore implements FleetStore {
   }
 
   private assignment(account: string, a: AccountRec): Assignment {
-    return { account, proxy: a.proxy!, ver: a.ver, state: a.state, reason: a.reason };
+    return { account, proxy: a.proxy!, ver: a.ver, state: a.state, reason: a.reason, ...(a.session ? { session: a.session } : {}) };
   }
 
   private publish(m: FleetMessage): void {

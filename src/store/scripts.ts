@@ -13,7 +13,8 @@
  * Keys (P = `{prefix}`):
  *   P:epoch         hash  id, at — the fleet's epoch: created when missing (a new or emptied store)
  *   P:ctr           hash  av, hv — assignment and health versions, polled by every process
- *   P:a:<account>   hash  proxy (fleet key), ver, state (ready|moving), bu (barrier until), reason
+ *   P:a:<account>   hash  proxy (fleet key), ver, state (ready|moving), bu (barrier until), reason,
+ *                         sid, smint (on a gateway slot: the account's session and when it was minted)
  *   P:h:<account>   hash  instance → "expiry:ack" — the account's lease holders
  *   P:hp:<account>  hash  instance → JSON list of the fleet keys of that holder's pool
  *   P:p:<key>       hash  owner, until, url (redacted), down, err, probe, pu
@@ -52,11 +53,15 @@ local function epochFor(newId)
   return f[1], num(f[2])
 end
 local function getAccount(name)
-  local f = redis.call('HMGET', akey(name), 'proxy', 'ver', 'state', 'bu', 'reason')
-  return { proxy = str(f[1]), ver = num(f[2]), state = str(f[3]) or 'ready', bu = num(f[4]), reason = str(f[5]) }
+  local f = redis.call('HMGET', akey(name), 'proxy', 'ver', 'state', 'bu', 'reason', 'sid', 'smint')
+  local session = nil
+  if str(f[6]) then session = { id = f[6], minted = num(f[7]) } end
+  return { proxy = str(f[1]), ver = num(f[2]), state = str(f[3]) or 'ready', bu = num(f[4]), reason = str(f[5]), session = session }
 end
 local function saveAccount(name, a)
-  redis.call('HSET', akey(name), 'proxy', a.proxy, 'ver', fmt(a.ver), 'state', a.state, 'bu', fmt(a.bu), 'reason', a.reason or '')
+  local sid, smint = '', '0'
+  if a.session then sid, smint = a.session.id, fmt(a.session.minted) end
+  redis.call('HSET', akey(name), 'proxy', a.proxy, 'ver', fmt(a.ver), 'state', a.state, 'bu', fmt(a.bu), 'reason', a.reason or '', 'sid', sid, 'smint', smint)
   redis.call('SADD', P .. ':accounts', name)
 end
 local function holders(name)
@@ -82,11 +87,12 @@ local function getProxy(k)
   local f = redis.call('HMGET', pkey(k), 'owner', 'until', 'down')
   return { owner = str(f[1]), untl = num(f[2]), down = num(f[3]) }
 end
+-- A gateway session (c.session) has no owner record: its id is the account's own.
 local function pick(order, account, exclusive, margin)
   for _, c in ipairs(order) do
     local p = getProxy(c.key)
     if p.down <= now then
-      if (not exclusive) or (not p.owner) or p.owner == account or now >= p.untl + margin then return c end
+      if (not exclusive) or c.session or (not p.owner) or p.owner == account or now >= p.untl + margin then return c end
     end
   end
   return nil
@@ -94,15 +100,16 @@ end
 local function claim(c, account, exclusive, untl)
   redis.call('HSET', pkey(c.key), 'url', c.url)
   redis.call('SADD', P .. ':proxies', c.key)
-  if not exclusive then return end
+  if (not exclusive) or c.session then return end
   local p = getProxy(c.key)
   local u = p.untl
   if p.owner ~= account then u = 0 end
   redis.call('HSET', pkey(c.key), 'owner', account, 'until', fmt(math.max(u, untl)))
 end
-local function extend(k, account, exclusive, untl)
-  local p = getProxy(k)
-  if (not exclusive) or p.owner == account then redis.call('HSET', pkey(k), 'until', fmt(math.max(p.untl, untl))) end
+local function extend(a, account, exclusive, untl)
+  if (not a.proxy) or a.session then return end
+  local p = getProxy(a.proxy)
+  if (not exclusive) or p.owner == account then redis.call('HSET', pkey(a.proxy), 'until', fmt(math.max(p.untl, untl))) end
 end
 local function publish(m) redis.call('PUBLISH', P .. ':events', cjson.encode(m)) end
 local function settle(name, a, hs)
@@ -115,7 +122,7 @@ local function settle(name, a, hs)
   publish({ t = 'ready', a = name, v = a.ver })
 end
 local function assignment(name, a, status, id)
-  return { status = status, epoch = id, now = now, account = name, proxy = a.proxy, ver = a.ver, state = a.state, reason = a.reason }
+  return { status = status, epoch = id, now = now, account = name, proxy = a.proxy, ver = a.ver, state = a.state, reason = a.reason, session = a.session }
 end
 local function reply(status, id, extra)
   local r = extra or {}
@@ -137,7 +144,10 @@ for i, c in ipairs(req.candidates) do keys[i] = c.key; inK[c.key] = c end
 if a.proxy and n > 0 and not hs[req.instance] and not inK[a.proxy] then return reply('mismatch', id, { proxy = a.proxy }) end
 if (not a.proxy) or n == 0 then
   local order = {}
-  if a.proxy and inK[a.proxy] then table.insert(order, inK[a.proxy]) end
+  if a.proxy and inK[a.proxy] then
+    local sticky = inK[a.proxy]
+    table.insert(order, { key = sticky.key, url = sticky.url, session = a.session or sticky.session })
+  end
   for _, c in ipairs(req.candidates) do if c.key ~= a.proxy then table.insert(order, c) end end
   local chosen = pick(order, req.account, req.exclusive, req.margin)
   if not chosen then return reply('none', id) end
@@ -147,11 +157,12 @@ if (not a.proxy) or n == 0 then
     a.reason = 'acquire'
     redis.call('HINCRBY', P .. ':ctr', 'av', 1)
   end
+  a.session = chosen.session
   a.state = 'ready'
   claim(chosen, req.account, req.exclusive, now + req.ttl)
   saveAccount(req.account, a)
 end
-extend(a.proxy, req.account, req.exclusive, now + req.ttl)
+extend(a, req.account, req.exclusive, now + req.ttl)
 local ack = a.ver
 if hs[req.instance] then ack = hs[req.instance].k end
 setHolder(req.account, req.instance, now + req.ttl, ack)
@@ -180,9 +191,9 @@ for _, x in ipairs(req.accounts) do
     if x.ack > k then k = math.min(x.ack, a.ver) end
     hs[req.instance] = { e = now + req.ttl, k = k }
     setHolder(x.account, req.instance, now + req.ttl, k)
-    extend(a.proxy, x.account, req.exclusive, now + req.ttl)
+    extend(a, x.account, req.exclusive, now + req.ttl)
     settle(x.account, a, hs)
-    table.insert(out, { account = x.account, held = true, proxy = a.proxy, ver = a.ver, state = a.state, reason = a.reason })
+    table.insert(out, { account = x.account, held = true, proxy = a.proxy, ver = a.ver, state = a.state, reason = a.reason, session = a.session })
   end
 end
 return reply('ok', id, { accounts = out })
@@ -209,7 +220,10 @@ for i = 1, #raw, 2 do
 end
 local order = {}
 for _, c in ipairs(req.candidates) do
-  if c.key ~= a.proxy then
+  -- The current proxy only with another session (a new session on the same gateway).
+  local sid = nil
+  if a.session then sid = a.session.id end
+  if c.key ~= a.proxy or (c.session and c.session.id ~= sid) then
     local ok = true
     for _, s in ipairs(pools) do if not s[c.key] then ok = false; break end end
     if ok then table.insert(order, c) end
@@ -217,9 +231,10 @@ for _, c in ipairs(req.candidates) do
 end
 local chosen = pick(order, req.account, req.exclusive, req.margin)
 if not chosen then return reply('none', id) end
-extend(a.proxy, req.account, req.exclusive, now + req.ttl)
+extend(a, req.account, req.exclusive, now + req.ttl)
 claim(chosen, req.account, req.exclusive, now + req.ttl)
 a.proxy = chosen.key
+a.session = chosen.session
 a.ver = a.ver + 1
 a.reason = req.reason
 a.bu = now + req.ttl
@@ -236,7 +251,7 @@ local a = getAccount(req.account)
 if redis.call('HDEL', hkey(req.account), req.instance) == 0 then return '{}' end
 redis.call('HDEL', hpkey(req.account), req.instance)
 local hs = holders(req.account)
-if a.proxy then extend(a.proxy, req.account, req.exclusive, now + req.ttl) end
+extend(a, req.account, req.exclusive, now + req.ttl)
 settle(req.account, a, hs)
 return '{}'
 `;
@@ -325,7 +340,7 @@ for _, name in ipairs(redis.call('SMEMBERS', P .. ':accounts')) do
       local ex, k = string.match(raw[i + 1], '^(%d+):(%d+)$')
       if tonumber(ex) and tonumber(ex) > now then table.insert(hl, { instance = raw[i], expiry = tonumber(ex), ack = tonumber(k) }) end
     end
-    table.insert(accounts, { account = name, proxy = a.proxy, ver = a.ver, state = a.state, reason = a.reason, barrierUntil = a.bu, holders = hl })
+    table.insert(accounts, { account = name, proxy = a.proxy, ver = a.ver, state = a.state, reason = a.reason, session = a.session, barrierUntil = a.bu, holders = hl })
   end
 end
 local proxies = {}

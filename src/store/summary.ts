@@ -17,8 +17,10 @@ export interface FleetHolder {
 
 export interface FleetAccountStats {
   readonly account: string;
-  /** Redacted URL of the proxy the fleet has the account on. */
+  /** Redacted URL of the proxy the fleet has the account on (a gateway's sessionless form). */
   readonly proxy: string;
+  /** On a rotating gateway: the account's session there. */
+  readonly session?: string;
   readonly version: number;
   readonly state: 'ready' | 'moving';
   readonly holders: FleetHolder[];
@@ -88,6 +90,7 @@ export function summarizeFleet(s: FleetSnapshot): FleetStats {
       .map((a) => ({
         account: a.account,
         proxy: url.get(a.proxy) ?? a.proxy,
+        ...(a.session ? { session: a.session.id } : {}),
         version: a.ver,
         state: a.state,
         holders: a.holders.map((h) => ({ instance: h.instance, host: instances.get(h.instance)?.host, pid: instances.get(h.instance)?.pid, leaseLeftMs: Math.max(0, h.expiry - s.now), acked: h.ack >= a.ver })),

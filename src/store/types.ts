@@ -21,11 +21,24 @@ export interface LeaseTiming {
   readonly margin: number;
 }
 
+/** A gateway session as the store keeps it: the id and when it was minted (ms since the epoch, the minter's clock). */
+export interface SessionRecord {
+  readonly id: string;
+  readonly minted: number;
+}
+
 export interface Candidate {
-  /** Fleet key. */
+  /** Fleet key (a gateway's: its slot, shared by all its sessions). */
   readonly key: string;
   /** Redacted URL, shown by `session-proxy fleet`. */
   readonly url: string;
+  /**
+   * A gateway slot: the session the caller proposes. The store keeps the
+   * account's own session when it already has one on this slot (every
+   * process, and a restarted one, gets the same), else takes this one. No
+   * ownership is recorded for a session: ids are minted per account.
+   */
+  readonly session?: SessionRecord;
 }
 
 interface Call extends LeaseTiming {
@@ -53,8 +66,12 @@ export interface MoveRequest extends Call {
   readonly exclusive: boolean;
   /** The version the mover is on: a move from an older one is stale (another process moved first). */
   readonly fromVer: number;
-  readonly reason: 'manual' | 'failover';
-  /** Proxies to move to, in the strategy's order (the current one excluded). */
+  /** Why (shown in rotate events): manual, failover, or a gateway session's renewal (lifetime, session-failed, …). */
+  readonly reason: string;
+  /**
+   * Proxies to move to, in the strategy's order. The current one is skipped,
+   * unless it comes with another session (a new session on the same gateway).
+   */
   readonly candidates: readonly Candidate[];
 }
 
@@ -71,6 +88,8 @@ export interface Assignment {
   /** `moving`: a move's barrier is open (not every holder has acknowledged it yet). */
   readonly state: 'ready' | 'moving';
   readonly reason?: string;
+  /** On a gateway slot: the account's session there. */
+  readonly session?: SessionRecord;
 }
 
 export type AcquireReply =
