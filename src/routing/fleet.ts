@@ -80,7 +80,7 @@ export interface FleetDeps {
   /**
    * Switches the account's active proxy here (to `entry` in place of pool entry `index`, for a
    * gateway session the fleet has the account on) and retires the old one's connections (drain;
-   * or cut with closeExisting). `announce: false` on the first lease: nothing moved yet.
+   * or cut with closeExisting). `announce: false`: a first lease on the entry the process was on.
    */
   readonly adopt: (account: string, index: number, reason: MoveReason, closeExisting: boolean, entry: ProxyEndpoint | undefined, announce: boolean) => void;
   /** The account's sessions on its gateways (gateways/sessions.ts): the fleet agrees on them. */
@@ -442,7 +442,8 @@ export class FleetLeases {
       const proxy = entry ?? pool.proxies[index]!;
       if (l && l.key !== target) l.old.set(l.key, l.deadline);
       const why = reason ?? (a.reason !== undefined && MOVE_REASONS.has(a.reason) ? (a.reason as MoveReason) : 'manual');
-      if (pool.active !== index || entry) this.deps.adopt(account, index, why, closeExisting, entry, l !== undefined);
+      // Announced when the process moves; not when its first lease only swaps its own proposal for the fleet's session.
+      if (pool.active !== index || entry) this.deps.adopt(account, index, why, closeExisting, entry, l !== undefined || pool.active !== index);
       ack = l !== undefined && l.ver !== a.ver && reason === undefined;
       if (!l) {
         l = { account, epoch, ver: a.ver, key: target, proxy, deadline: 0, ready: false, old: new Map(), sockets: new Map() };

@@ -41,6 +41,19 @@ describe('store option', () => {
       expect((err as Error).message).not.toContain('hunter22');
     }
     expect(() => new SessionProxyManager({ accounts, store: 'memory:', balance: 'per-connection' })).toThrow(/per-connection/);
+    // A per-connection gateway has no one egress per account either; a sticky one is leased by its session.
+    const gateway = { url: 'http://customer-acme:gwpass99@gw.example:7777', gateway: 'oxylabs' as const };
+    let err: unknown;
+    try {
+      new SessionProxyManager({ accounts: { alice: [{ ...gateway, session: 'per-connection' }] }, store: 'memory:' });
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(ConfigError);
+    expect((err as Error).message).toMatch(/^accounts\.alice\[0\]\.session: a "per-connection" gateway has no single egress/);
+    expect((err as Error).message).not.toContain('gwpass99');
+    expect(() => new SessionProxyManager({ accounts: { alice: [gateway] }, store: 'memory:' })).not.toThrow();
+    expect(() => new SessionProxyManager({ accounts: { alice: [{ ...gateway, session: 'per-connection' }] } })).not.toThrow();
   });
 
   it('node-redis missing: a ConfigError that says what to install (the URL redacted)', () => {

@@ -137,6 +137,40 @@ function suite(name: string, make: () => Promise<World>, skip = false): void {
       expect(poll.hv).toBeGreaterThanOrEqual(2);
     });
 
+    it('gateway sessions: one per account on a shared slot, the same for every instance and after a restart; a move mints the next', async () => {
+      await settled();
+      const gw = (id: string, minted = 1): Candidate => ({ key: 'g1', url: 'http://user-country-us:***@gw.example:7000', session: { id, minted } });
+      // Two accounts on one gateway slot: no ownership, each keeps the session it proposed.
+      const a1 = await w.store.acquire({ ...base('i1'), account: 'alice', exclusive: true, candidates: [gw('sa', 11)] });
+      const b1 = await w.store.acquire({ ...base('i2'), account: 'bob', exclusive: true, candidates: [gw('sb', 12)] });
+      expect(a1).toMatchObject({ status: 'ok', proxy: 'g1', ver: 1, session: { id: 'sa', minted: 11 } });
+      expect(b1).toMatchObject({ status: 'ok', proxy: 'g1', session: { id: 'sb', minted: 12 } });
+      // A second instance of alice proposing its own session gets alice's.
+      expect(await w.store.acquire({ ...base('i3'), account: 'alice', exclusive: true, candidates: [gw('zz')] })).toMatchObject({ status: 'ok', ver: 1, session: { id: 'sa', minted: 11 } });
+      // Every holder gone, then a restarted process (a new instance, a new proposal): the same session.
+      await w.store.release({ ...base('i1'), account: 'alice', exclusive: true });
+      await w.store.release({ ...base('i3'), account: 'alice', exclusive: true });
+      expect(await w.store.acquire({ ...base('i4'), account: 'alice', exclusive: true, candidates: [gw('yy')] })).toMatchObject({ status: 'ok', ver: 1, session: { id: 'sa' } });
+      // A move to the same slot with the same session goes nowhere; with a new one it is a move.
+      expect((await w.store.move({ ...base('i4'), account: 'alice', exclusive: true, fromVer: 1, reason: 'lifetime', candidates: [gw('sa')] })).status).toBe('none');
+      const moved = await w.store.move({ ...base('i4'), account: 'alice', exclusive: true, fromVer: 1, reason: 'lifetime', candidates: [gw('s2', 21)] });
+      expect(moved).toMatchObject({ status: 'ok', proxy: 'g1', ver: 2, reason: 'lifetime', session: { id: 's2', minted: 21 } });
+      // Another process seeing the same (its lifetime timer) makes no second move: stale, with the winner's session.
+      await w.store.acquire({ ...base('i5'), account: 'alice', exclusive: true, candidates: [gw('xx')] });
+      expect(await w.store.move({ ...base('i5'), account: 'alice', exclusive: true, fromVer: 1, reason: 'lifetime', candidates: [gw('s3')] })).toMatchObject({ status: 'stale', ver: 2, session: { id: 's2' } });
+      const r = await w.store.renew({ ...base('i5'), exclusive: true, accounts: [{ account: 'alice', ack: 2 }] });
+      expect(r.status === 'ok' && r.accounts[0]).toMatchObject({ held: true, ver: 2, session: { id: 's2' } });
+      // The gateway down (health per slot): no session on it is taken; a plain proxy of the pool is.
+      await w.store.down('g1', 5000, 'refused');
+      const c = await w.store.acquire({ ...base('i6'), account: 'carol', exclusive: true, candidates: [gw('sc'), ...cand('p9')] });
+      expect(c).toMatchObject({ status: 'ok', proxy: 'p9' });
+      expect((c as { session?: unknown }).session).toBeUndefined();
+      const snap = await w.store.snapshot();
+      expect(snap.accounts.find((x) => x.account === 'alice')).toMatchObject({ proxy: 'g1', session: { id: 's2' } });
+      // No owner record for a session: the slot shows no account.
+      expect(snap.proxies.find((x) => x.key === 'g1')?.owner).toBeUndefined();
+    });
+
     it('stats are summed over processes; the snapshot shows accounts, holders, proxies, instances', async () => {
       await settled();
       await w.store.hello({ instance: 'i1', host: 'h', pid: 1, fp: 'f1', started: 0 }, { ttl, margin });
