@@ -9,7 +9,7 @@
 import { isIP, type Socket } from 'node:net';
 import type { ConnectionOptions } from 'node:tls';
 import { state } from '../state.js';
-import { EgressMismatchError, EgressUnavailableError, messageWithout } from '../errors.js';
+import { EgressMismatchError, EgressUnavailableError, ProxyAuthError, messageWithout } from '../errors.js';
 import { redactUrl } from '../proxy/redact.js';
 import type { ProxyEndpoint, ProxyInfo } from '../proxy/endpoint.js';
 import { openTunnel } from '../tunnel/open-tunnel.js';
@@ -58,7 +58,8 @@ export const directPath: EgressPath = (target, signal) => connectDirect(target, 
 /**
  * Asks the endpoints in order over `path` and reports the first IP seen.
  * `proxy` names the account's active proxy in the result and errors.
- * @throws EgressUnavailableError when none answers (each endpoint's error in `errors`)
+ * @throws EgressUnavailableError when none answers (each endpoint's error in `errors`;
+ *   after a ProxyAuthError the remaining endpoints are not tried)
  */
 export async function probeEgress(account: string, proxy: ProxyEndpoint, path: EgressPath, options: EgressOptions = {}): Promise<EgressResult> {
   const endpoints = options.endpoints ?? DEFAULT_EGRESS_ENDPOINTS;
@@ -75,6 +76,8 @@ export async function probeEgress(account: string, proxy: ProxyEndpoint, path: E
     } catch (err) {
       if (err instanceof EgressMismatchError) throw err;
       errors.push(err);
+      // The proxy refused the credentials: every endpoint would get the same answer (and count against its health).
+      if (err instanceof ProxyAuthError) break;
     }
   }
   // Our errors are redacted already; the others (sockets, HTTP) are scrubbed in case one quotes a URL.
@@ -82,7 +85,9 @@ export async function probeEgress(account: string, proxy: ProxyEndpoint, path: E
     const { host, port } = targetFromUrl(endpoints[i]!);
     return `${endpoints[i]}: ${redactUrl(messageWithout(err, { account, proxy, target: formatAuthority(host, port) }))}`;
   });
-  throw new EgressUnavailableError(`no egress endpoint answered: ${failures.join('; ')}`, { account, proxy, errors });
+  const untried = endpoints.length - errors.length;
+  const rest = untried > 0 ? ` (the proxy refused the credentials: ${untried} other endpoint${untried === 1 ? ' was' : 's were'} not tried)` : '';
+  throw new EgressUnavailableError(`no egress endpoint answered: ${failures.join('; ')}${rest}`, { account, proxy, errors });
 }
 
 /** One endpoint, over `path`. */
