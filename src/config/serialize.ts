@@ -12,7 +12,7 @@
  * other TLS options are not.
  */
 import { parsePoolEntry } from '../gateways/entry.js';
-import { isGatewayDefinition } from '../gateways/definition.js';
+import { gatewayDefinitionOf, isGatewayDefinition } from '../gateways/definition.js';
 import { DEFAULT_CONNECT_TIMEOUT, hostForUrl, type ProxyEndpoint, type ProxyTlsKey, type ProxyTlsOptions } from '../proxy/endpoint.js';
 import type { ProxySpec, SessionProxyOptions } from '../options.js';
 import { forbiddenKey, isForbiddenKey, own, setOwn } from './keys.js';
@@ -90,8 +90,15 @@ function pool(spec: ProxySpec, parse: { defaultProtocol?: SessionProxyOptions['d
     const at = list.findIndex((p) => !isGatewayDefinition(p) && p.identityKey === active.identityKey);
     if (at > 0) list.push(...list.splice(0, at));
   }
-  // A gateway travels as its configuration: the child gives its accounts sessions of its own.
-  const out = list.map((p) => (isGatewayDefinition(p) ? (p.toDocument() as Json) : endpointJson(p)));
+  // A gateway travels as its configuration: the child gives its accounts sessions of its own, except
+  // an account's live session, which travels pinned, so the child leaves from the same exit (in a fleet
+  // it proposes the session the store has anyway).
+  const out = list.map((p): Json => {
+    if (isGatewayDefinition(p)) return p.toDocument() as Json;
+    const gateway = gatewayDefinitionOf(p);
+    if (gateway?.mode === 'sticky' && p.gateway?.session !== undefined) return { ...(gateway.toDocument() as Record<string, Json>), sessionId: p.gateway.session };
+    return endpointJson(p);
+  });
   return out.length === 1 ? out[0]! : out;
 }
 

@@ -75,6 +75,14 @@ const ALNUM = 'abcdefghijklmnopqrstuvwxyz0123456789';
 const UNIT_WORDS = { s: 'seconds', m: 'minutes', h: 'hours' } as const;
 const kDefinition = Symbol.for('session-proxy.gateway-definition');
 
+/** Which definition made a session endpoint: a child's configuration carries the gateway, not a bare URL. */
+const definitions = new WeakMap<ProxyEndpoint, GatewayDefinition>();
+
+/** The gateway a session endpoint belongs to, if `endpoint()` of a definition made it. */
+export function gatewayDefinitionOf(endpoint: ProxyEndpoint): GatewayDefinition | undefined {
+  return definitions.get(endpoint);
+}
+
 export function isGatewayDefinition(v: unknown): v is GatewayDefinition {
   return v !== null && typeof v === 'object' && (v as Record<symbol, unknown>)[kDefinition] === 1;
 }
@@ -247,7 +255,7 @@ export class GatewayDefinition {
     if (session !== undefined && !this.acceptsSession(session)) throw new ConfigError(`a ${this.title} session id is ${this.#sessionRule?.rule ?? 'not used'}`);
     const b = this.#base;
     const credential = this.credentialFor(session);
-    return new ProxyEndpoint({
+    const endpoint = new ProxyEndpoint({
       protocol: b.protocol,
       host: b.host,
       port: b.port,
@@ -258,6 +266,8 @@ export class GatewayDefinition {
       connectTimeout: b.connectTimeout,
       gateway: { name: this.name, session, key: this.key, slot: this.storeKey, slotUrl: session === undefined ? '' : this.#sessionlessUrl() },
     });
+    definitions.set(endpoint, this);
+    return endpoint;
   }
 
   #slotUrl: string | undefined;

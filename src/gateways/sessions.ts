@@ -52,7 +52,8 @@ export class MemorySessionStore implements SessionStore {
 interface Binding {
   readonly account: string;
   readonly definition: GatewayDefinition;
-  readonly session: StoredSession | undefined;
+  /** Replaced when the fleet says when the same session was minted (another process minted it). */
+  session: StoredSession | undefined;
   timer?: NodeJS.Timeout;
 }
 
@@ -116,13 +117,20 @@ export class GatewaySessions {
 
   /**
    * The account's entry `from` moved to `session` (a new one, or the one the
-   * fleet has the account on): its endpoint, replacing `from`. Undefined when
-   * `from` is no sticky session or the gateway refuses that id.
+   * fleet has the account on): its endpoint, replacing `from` (`from` itself
+   * when only the mint time differs). Undefined when `from` is no sticky
+   * session or the gateway refuses that id.
    */
   adopt(from: ProxyEndpoint, session: StoredSession): ProxyEndpoint | undefined {
     const b = this.bindings.get(from);
     if (!b || b.definition.mode !== 'sticky' || !b.definition.acceptsSession(session.id)) return undefined;
     this.store.set(b.account, b.definition.storeKey, session);
+    if (b.session?.id === session.id) {
+      // The same session, minted elsewhere at another time: same endpoint, its lifetime timer from then.
+      b.session = session;
+      this.schedule(from);
+      return from;
+    }
     this.retire(from);
     return this.bind(b.account, b.definition, session);
   }

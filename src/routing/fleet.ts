@@ -113,7 +113,8 @@ interface Lease {
   readonly sockets: Map<string, Set<Socket>>;
 }
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, Math.max(0, ms)).unref());
+/** A wait a request depends on (the settle time): it keeps the process alive, as the request itself would. */
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, Math.max(0, ms)));
 
 /** What a lease or a tunnel is on: the fleet key, and on a gateway the session (each session is its own exit). */
 function leaseId(key: string, session: string | undefined): string {
@@ -429,21 +430,23 @@ export class FleetLeases {
     if (!l || l.ver !== a.ver || l.key !== target || l.epoch !== epoch) {
       const index = pool.proxies.findIndex((p) => fleetKey(p) === a.proxy);
       // On a gateway, the session the fleet has the account on replaces the entry's own.
+      // (The same session minted elsewhere keeps its endpoint; its lifetime counts from the fleet's mint time.)
       let entry: ProxyEndpoint | undefined;
-      if (index >= 0 && a.session && sessionOf(pool.proxies[index]!) !== a.session.id) {
-        entry = this.deps.sessions.adopt(pool.proxies[index]!, { id: a.session.id, mintedAt: a.session.minted });
+      const at = index >= 0 ? pool.proxies[index]! : undefined;
+      if (at && a.session && (sessionOf(at) !== a.session.id || this.deps.sessions.of(at)?.mintedAt !== a.session.minted)) {
+        entry = this.deps.sessions.adopt(at, { id: a.session.id, mintedAt: a.session.minted });
       }
-      if (index < 0 || (a.session && !entry && sessionOf(pool.proxies[index]!) !== a.session.id)) {
+      if (!at || (a.session && sessionOf(entry ?? at) !== a.session.id)) {
         // Not a proxy (or a session) this process can use: the configurations differ.
         if (l) this.lost(account, l, true);
         this.deps.mismatch({ instances: [], fingerprint: this.fingerprint });
         return;
       }
-      const proxy = entry ?? pool.proxies[index]!;
+      const proxy = entry ?? at;
       if (l && l.key !== target) l.old.set(l.key, l.deadline);
       const why = reason ?? (a.reason !== undefined && MOVE_REASONS.has(a.reason) ? (a.reason as MoveReason) : 'manual');
       // Announced when the process moves; not when its first lease only swaps its own proposal for the fleet's session.
-      if (pool.active !== index || entry) this.deps.adopt(account, index, why, closeExisting, entry, l !== undefined || pool.active !== index);
+      if (pool.active !== index || (entry && entry !== at)) this.deps.adopt(account, index, why, closeExisting, entry, l !== undefined || pool.active !== index);
       ack = l !== undefined && l.ver !== a.ver && reason === undefined;
       if (!l) {
         l = { account, epoch, ver: a.ver, key: target, proxy, deadline: 0, ready: false, old: new Map(), sockets: new Map() };
