@@ -115,6 +115,8 @@ interface Lease {
 
 /** A wait a request depends on (the settle time): it keeps the process alive, as the request itself would. */
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, Math.max(0, ms)));
+/** A bound on a wait, that does not itself keep the process alive. */
+const sleepUnref = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, Math.max(0, ms)).unref());
 
 /** What a lease or a tunnel is on: the fleet key, and on a gateway the session (each session is its own exit). */
 function leaseId(key: string, session: string | undefined): string {
@@ -148,6 +150,8 @@ export class FleetLeases {
   private readonly sent = new Map<string, { requests: number; failures: number; bytesSent: number; bytesReceived: number }>();
   private closed = false;
   private started = false;
+  /** Settles when the store first answered (or failed to): the first requests wait for it, bounded by their gate. */
+  private connected: Promise<void> = Promise.resolve();
 
   constructor(private readonly o: FleetOptions, private readonly deps: FleetDeps) {
     this.fingerprint = configFingerprint(deps.accounts.all(), o.exclusive);
@@ -162,8 +166,9 @@ export class FleetLeases {
     if (this.started) return;
     this.started = true;
     this.o.store.onState((state, error) => (state === 'down' ? this.markDown(error) : this.markUp()));
-    void this.o.store
-      .connect()
+    const connecting = this.o.store.connect();
+    this.connected = connecting.catch(() => undefined);
+    void connecting
       .then(() => this.o.store.subscribe((m) => this.onMessage(m)))
       .then(() => this.hello())
       .catch((err: Error) => this.markDown(err));
@@ -274,6 +279,8 @@ export class FleetLeases {
 
   private async acquire(account: string, give: number): Promise<void> {
     const pool = this.deps.accounts.require(account);
+    // Right after install the client may still be loading or connecting: wait for it (bounded), not one command's timeout.
+    if (!this.epoch && !this.down) await Promise.race([this.connected, sleepUnref(give - performance.now())]);
     for (;;) {
       const sent = performance.now();
       const reply = await this.guarded(account, () => this.o.store.acquire({ ...this.call(), account, exclusive: this.o.exclusive, candidates: this.acquireOrder(pool) }));
