@@ -12,8 +12,8 @@ import { startRedis, type RedisServer } from '../support/redis-server.js';
 
 const workerFile = fileURLToPath(new URL('./fixtures/fleet-worker.mjs', import.meta.url));
 
-export interface World {
-  redis: RedisServer;
+/** The echo server and the mock proxies, without a store (a Cluster or Sentinel test brings its own). */
+export interface Network {
   echo: EchoServer;
   proxies: MockProxy[];
   /** Egress IP of proxy i. */
@@ -24,8 +24,24 @@ export interface World {
   close(): Promise<void>;
 }
 
+export interface World extends Network {
+  redis: RedisServer;
+}
+
 export async function startWorld(n: number): Promise<World> {
   const redis = await startRedis();
+  const network = await startNetwork(n);
+  return {
+    ...network,
+    redis,
+    async close() {
+      await network.close();
+      await redis.close();
+    },
+  };
+}
+
+export async function startNetwork(n: number): Promise<Network> {
   const echo = await startEchoServer();
   const proxies: MockProxy[] = [];
   const egress: string[] = [];
@@ -38,7 +54,6 @@ export async function startWorld(n: number): Promise<World> {
     passwords.push(password);
   }
   return {
-    redis,
     echo,
     proxies,
     egress,
@@ -46,7 +61,6 @@ export async function startWorld(n: number): Promise<World> {
     urls: proxies.map((p) => p.url),
     async close() {
       await Promise.allSettled([echo.close(), ...proxies.map((p) => p.close())]);
-      await redis.close();
     },
   };
 }
