@@ -32,6 +32,13 @@ export interface SentinelSet {
   synced(ms?: number): Promise<void>;
   /** SENTINEL FAILOVER, then waits for the switch; resolves with the new primary and how long it took. */
   failover(ms?: number): Promise<{ primary: DataNode; ms: number }>;
+  /**
+   * The primary crashes with a replica that lacks some writes: the primary's writes are paused
+   * (CLIENT PAUSE WRITE: nothing more reaches the replica), `lose(replica)` changes the replica's
+   * data (it is made writable for that), the primary is killed (the commands it held die with it),
+   * the replica is promoted (SENTINEL FAILOVER), and the old primary comes back as its replica.
+   */
+  crash(lose: (replica: DataNode) => Promise<void>, ms?: number): Promise<{ primary: DataNode; ms: number }>;
   close(): Promise<void>;
 }
 
@@ -98,6 +105,25 @@ export async function startSentinelSet(name = 'fleet'): Promise<SentinelSet> {
         await old.command('REPLICAOF', '127.0.0.1', String(next.port));
         await until(async () => String(await old.command('INFO', 'replication')).includes('master_link_status:up'), ms, 'the old primary to follow the new one');
         return { primary: next, ms: took };
+      },
+      async crash(lose, ms = 15_000) {
+        const [p, r] = [await set.primary(), await set.replica()];
+        await p.command('CLIENT', 'PAUSE', String(ms), 'WRITE');
+        await r.command('CONFIG', 'SET', 'replica-read-only', 'no');
+        await lose(r);
+        await r.command('CONFIG', 'SET', 'replica-read-only', 'yes');
+        await p.server.kill();
+        const t0 = Date.now();
+        // The sentinel may already be failing over on its own (the primary is down): then wait for it.
+        await ask('SENTINEL', 'FAILOVER', name).catch((err: Error) => {
+          if (!/INPROGRESS/.test(err.message)) throw err;
+        });
+        await until(async () => (await primaryPort()) === r.port && String(await r.command('INFO', 'replication')).includes('role:master'), ms, 'the sentinel to promote the replica');
+        const took = Date.now() - t0;
+        await p.server.start();
+        await p.command('REPLICAOF', '127.0.0.1', String(r.port));
+        await until(async () => String(await p.command('INFO', 'replication')).includes('master_link_status:up'), ms, 'the old primary to follow the new one');
+        return { primary: r, ms: took };
       },
       close,
     };
