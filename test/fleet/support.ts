@@ -6,6 +6,7 @@
  * Analyses of the timeline check the fleet invariants.
  */
 import { fork, type ChildProcess } from 'node:child_process';
+import { expect } from 'vitest';
 import { fileURLToPath } from 'node:url';
 import { startEchoServer, startMockProxy, type EchoServer, type EchoTimelineEntry, type MockProxy } from '../../src/testing/index.js';
 import { startRedis, type RedisServer } from '../support/redis-server.js';
@@ -238,4 +239,25 @@ export async function until<T>(check: () => T | undefined | Promise<T | undefine
     if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 50));
   }
+}
+
+/**
+ * Processes a (alice, bob) and b (alice, bob, carol), all serving: the shared
+ * accounts are on one proxy in both, the three accounts on three proxies, and
+ * the echo server's timeline agrees (one egress for alice, no egress passed
+ * between accounts, nothing direct).
+ */
+export async function expectOneEgressPerAccount(a: Worker, b: Worker, echo: EchoServer): Promise<void> {
+  const ca = (await a.ask('current')).current as Record<string, string>;
+  const cb = (await b.ask('current')).current as Record<string, string>;
+  expect(ca.alice).toBe(cb.alice);
+  expect(ca.bob).toBe(cb.bob);
+  expect(new Set([cb.alice, cb.bob, cb.carol]).size).toBe(3);
+  // Let traffic flow, then check the echo server's timeline.
+  const from = Date.now();
+  await until(() => (seen(echo.timeline, from).length > 60 ? true : undefined), 10_000, 'traffic');
+  const s = seen(echo.timeline, from);
+  expect(new Set(s.filter((r) => r.account === 'alice').map((r) => r.ip)).size).toBe(1);
+  expect(handovers(s)).toEqual([]);
+  expect(s.some((r) => r.ip === '127.0.0.1')).toBe(false); // nothing direct
 }
