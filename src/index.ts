@@ -43,7 +43,7 @@ export {
   findSessionProxyError,
 } from './errors.js';
 export { readFleet, fleetKey } from './store/index.js';
-export type { StoreOptions, StoreSpec, FleetStats, FleetAccountStats, FleetProxyStats, FleetInstance, FleetHolder } from './store/index.js';
+export type { StoreOptions, StoreSentinelOptions, StoreSpec, FleetStats, FleetAccountStats, FleetProxyStats, FleetInstance, FleetHolder } from './store/index.js';
 export type { StoreStateEvent, LeaseEvent, FleetMismatchEvent } from './routing/fleet.js';
 export { loadConfig, resolveConfig } from './config/index.js';
 export type { LoadConfigOptions } from './config/index.js';

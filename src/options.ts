@@ -249,6 +249,8 @@ export interface SessionProxyOptions<A extends string = string> {
    * changes).
    * @example 'redis://127.0.0.1:6379/0'
    * @example { url: 'rediss://redis.internal:6380', prefix: 'bots', leaseTtl: 15000 }
+   * @example 'redis+cluster://10.0.0.1:7000,10.0.0.2:7000' (a Redis Cluster; or { cluster: [URLs] })
+   * @example 'redis+sentinel://10.0.0.5:26379,10.0.0.6:26379/mymaster' (a Sentinel set; or { sentinel: { name, nodes } })
    */
   store?: string | StoreOptions;
 }

@@ -1,11 +1,13 @@
 /**
- * `session-proxy fleet --store redis://…`: the fleet as its store has it —
+ * `session-proxy fleet --store redis://…` (or a Cluster's `redis+cluster://…`,
+ * a Sentinel set's `redis+sentinel://…/name`): the fleet as its store has it —
  * each account's proxy (redacted: the store holds no password), the
  * instances holding its lease and the time left, health, traffic, and
  * configuration fingerprints that disagree.
  */
-import { readFleet, type FleetStats } from '../store/index.js';
-import { STORE_ENV } from '../store/index.js';
+import { ConfigError } from '../errors.js';
+import { STORE_ENV, readFleet, resolveStore, type FleetStats, type ResolvedStore } from '../store/index.js';
+import { targetSecrets } from '../store/target.js';
 import { redactUrl } from '../proxy/redact.js';
 import { UsageError, parseArgs } from './args.js';
 import { table } from './output.js';
@@ -20,7 +22,10 @@ requests and bytes summed over the fleet, and processes whose account/pool
 configuration differs (fingerprint).
 
 Options:
-  --store URL       redis://host:port[/db] or rediss://… (default: $${STORE_ENV})
+  --store URL       redis://host:port[/db] or rediss://…; a Cluster:
+                    redis+cluster://host:port,host:port; a Sentinel set:
+                    redis+sentinel://host:port,host:port/name[/db]
+                    (rediss+… for TLS; default: $${STORE_ENV})
   --prefix P        the fleet's key prefix (default session-proxy)
   --timeout MS      connect and read timeout (default 5000)
   --json            machine-readable output on stdout
@@ -38,12 +43,22 @@ export async function runFleet(argv: readonly string[], io: CommandIO, env: Node
   if (positionals.length) throw new UsageError(`unexpected argument ${JSON.stringify(positionals[0])}`);
   const url = (flags.store as string | undefined) ?? env[STORE_ENV];
   if (!url) throw new UsageError(`fleet needs --store URL (or ${STORE_ENV})`);
-  if (!/^rediss?:\/\/\S/i.test(url)) throw new UsageError('--store must be a redis:// or rediss:// URL');
+  const spec = { url, prefix: (flags.prefix as string | undefined) ?? undefined };
+  const usage = '--store must be a redis://, rediss://, redis+cluster:// or redis+sentinel:// URL';
+  let store: ResolvedStore;
+  try {
+    store = resolveStore(spec);
+  } catch (err) {
+    // The message names what is wrong, never the value.
+    if (err instanceof ConfigError) throw new UsageError(`${usage} (${err.message.replace(/^store: /, '')})`);
+    throw err;
+  }
+  if (store.target.kind === 'memory') throw new UsageError(`${usage} (memory: is one process's own)`);
   let stats: FleetStats;
   try {
-    stats = await readFleet({ url, prefix: (flags.prefix as string | undefined) ?? undefined }, { timeoutMs: (flags.timeout as number | undefined) ?? 5000 });
+    stats = await readFleet(spec, { timeoutMs: (flags.timeout as number | undefined) ?? 5000 });
   } catch (err) {
-    io.err(`session-proxy fleet: ${redactUrl(String((err as Error)?.message ?? err))}\n`);
+    io.err(`session-proxy fleet: ${redactUrl(String((err as Error)?.message ?? err), targetSecrets(store.target))}\n`);
     return 2;
   }
   const mismatch = stats.fingerprints.length > 1;
@@ -53,7 +68,7 @@ export async function runFleet(argv: readonly string[], io: CommandIO, env: Node
   }
   const ms = (n: number): string => (n >= 1000 ? `${(n / 1000).toFixed(1)} s` : `${n} ms`);
   const bytes = (n: number): string => (n >= 1 << 20 ? `${(n / (1 << 20)).toFixed(1)} MiB` : n >= 1024 ? `${(n / 1024).toFixed(1)} KiB` : `${n} B`);
-  const out: string[] = [`fleet ${redactUrl(url)} (epoch ${stats.epoch || 'none'}): ${stats.accounts.length} accounts, ${stats.proxies.length} proxies, ${stats.instances.length} processes`, ''];
+  const out: string[] = [`fleet ${store.where} (epoch ${stats.epoch || 'none'}): ${stats.accounts.length} accounts, ${stats.proxies.length} proxies, ${stats.instances.length} processes`, ''];
   out.push(
     table(
       ['ACCOUNT', 'PROXY', 'STATE', 'HOLDERS (instance host pid, lease left)', 'REQUESTS', 'FAILURES', 'SENT', 'RECEIVED'],

@@ -9,6 +9,7 @@ import { isPlainObject, own } from './keys.js';
 import { keyPath, kindOf } from './path.js';
 import { fail, shown, unknownKey, type Checker } from './report.js';
 import { checkPac, checkPacFallback } from './rules.js';
+import { StoreSpecError, URL_FORMS, parseStoreTarget, type StoreLocation } from '../store/target.js';
 
 /** Checks one value; returns it (or throws a ConfigError naming `path`). */
 export type Rule = (v: unknown, path: string, c: Checker) => unknown;
@@ -68,15 +69,49 @@ export const HEALTH_CHECK_RULES: Readonly<Record<string, Rule>> = {
   url: httpUrl,
 };
 
-/** `store` URLs: Redis (plain or TLS) or the in-process store. The value is never echoed (a Redis URL may hold a password). */
+/**
+ * `store`: where the fleet's Redis is (store/target.ts parses it: one Redis, a
+ * Cluster, a Sentinel set, or memory:). Values are never echoed (a Redis URL
+ * may hold a password); a message names the key and says what was expected.
+ */
+function storeLocation(v: unknown, path: string, c: Checker): void {
+  try {
+    parseStoreTarget(v as string | StoreLocation);
+  } catch (err) {
+    if (err instanceof StoreSpecError) throw fail(`${path}${err.at}`, err.reason, c.source);
+    throw err;
+  }
+}
+
 const storeUrl: Rule = (v, path, c) => {
-  if (typeof v !== 'string' || !/^(?:rediss?:\/\/[^\s]|memory:)/i.test(v)) throw fail(path, `expected a redis://, rediss:// or memory: URL string, got ${kindOf(v)}`, c.source);
+  if (typeof v !== 'string') throw fail(path, `expected ${URL_FORMS}, got ${kindOf(v)}`, c.source);
+  storeLocation(v, path, c);
   return v;
+};
+
+const nodeList: Rule = (v, path, c) => {
+  if (!Array.isArray(v) || v.length === 0) throw fail(path, `expected a non-empty array of node URL strings, got ${Array.isArray(v) ? 'an empty array' : kindOf(v)}`, c.source);
+  return v;
+};
+
+/** The keys of StoreSentinelOptions (a test keeps them equal to the TypeScript interface and the schema); store/target.ts checks the values. */
+export const STORE_SENTINEL_RULES: Readonly<Record<string, Rule>> = {
+  name: (v, path, c) => {
+    if (typeof v !== 'string' || v === '') throw fail(path, `expected the primary’s name (a non-empty string), got ${kindOf(v)}`, c.source);
+    return v;
+  },
+  nodes: nodeList,
+  database: ms('a whole number >= 0', (n) => n >= 0, true),
 };
 
 /** The keys of StoreOptions (a test keeps them equal to the TypeScript interface and the schema). */
 export const STORE_RULES: Readonly<Record<string, Rule>> = {
-  url: storeUrl,
+  url: (v, path, c) => {
+    if (typeof v !== 'string') throw fail(path, `expected ${URL_FORMS}, got ${kindOf(v)}`, c.source);
+    return v;
+  },
+  cluster: nodeList,
+  sentinel: shape(STORE_SENTINEL_RULES, '{ "name": "mymaster", "nodes": ["redis://10.0.0.5:26379"] }'),
   prefix: (v, path, c) => {
     // Braces would break the `{prefix}` hash tag that keeps a fleet's keys in one Cluster slot.
     if (typeof v !== 'string' || v === '' || /[{}\s]/.test(v)) throw fail(path, `expected a non-empty string without braces or spaces, got ${typeof v === 'string' ? 'a string with braces or spaces' : kindOf(v)}`, c.source);
@@ -120,7 +155,7 @@ export const PASS_THROUGH: Readonly<Record<string, Rule>> = {
   store: (v, path, c) => {
     if (typeof v === 'string') return storeUrl(v, path, c);
     storeObject(v, path, c);
-    if ((v as { url?: unknown }).url === undefined) throw fail(keyPath(path, 'url'), 'expected a redis://, rediss:// or memory: URL string, got nothing', c.source);
+    storeLocation(v, path, c);
     return v;
   },
 };

@@ -18,8 +18,8 @@ import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import { ConfigError } from '../errors.js';
 import { kPlumbing } from '../plumbing.js';
-import { redactUrl } from '../proxy/redact.js';
 import { SCRIPTS, type ScriptName } from './scripts.js';
+import { describeTarget, parseStoreTarget, type StoreTarget } from './target.js';
 import type {
   AcquireReply,
   AcquireRequest,
@@ -40,18 +40,39 @@ import type {
 
 export const REDIS_PACKAGE_HINT = 'npm install redis (node-redis 5 or 6, an optional peer dependency of session-proxy)';
 
-/** The subset of a node-redis client used here (v5 and v6 alike). */
-interface Client {
+/** The parts of node-redis's clients used here (v5 and v6 alike). */
+interface Emitter {
+  on(event: string, listener: (...args: unknown[]) => void): unknown;
   connect(): Promise<unknown>;
   destroy?(): void;
   disconnect?(): Promise<void>;
-  quit?(): Promise<unknown>;
-  close?(): Promise<unknown>;
-  duplicate(): Client;
-  on(event: string, listener: (...args: unknown[]) => void): unknown;
+  readonly isReady: boolean;
+}
+interface SingleClient extends Emitter {
+  duplicate(): SingleClient;
   sendCommand(args: string[]): Promise<unknown>;
   subscribe(channel: string, listener: (message: string) => void): Promise<unknown>;
+}
+interface ClusterClient extends Emitter {
+  sendCommand(firstKey: string, isReadonly: boolean, args: string[]): Promise<unknown>;
+  subscribe(channel: string, listener: (message: string) => void): Promise<unknown>;
+}
+interface SentinelClient extends Emitter {
+  sendCommand(isReadonly: boolean, args: string[]): Promise<unknown>;
+  subscribe(channel: string, listener: (message: string) => void): Promise<unknown>;
+}
+interface RedisModule {
+  createClient(o: object): SingleClient;
+  createCluster(o: object): ClusterClient;
+  createSentinel(o: object): SentinelClient;
+}
+
+/** One store connection, whatever the deployment: commands on the fleet's slot, the events channel, close. */
+interface Connection {
+  send(args: string[]): Promise<unknown>;
+  subscribe(channel: string, listener: (message: string) => void): Promise<void>;
   readonly isReady: boolean;
+  close(): void;
 }
 
 declare const __filename: string | undefined;
@@ -79,7 +100,9 @@ export function redisAvailable(): boolean {
 }
 
 export interface RedisStoreOptions {
-  readonly url: string;
+  /** Where the store is (resolveStore parses it); or `url`, one Redis. */
+  readonly target?: StoreTarget;
+  readonly url?: string;
   readonly prefix: string;
   /** Per command: a store slower than this counts as down (ms). */
   readonly timeoutMs: number;
@@ -88,8 +111,8 @@ export interface RedisStoreOptions {
 export class RedisStore implements FleetStore {
   readonly kind = 'redis' as const;
   readonly where: string;
-  private client: Client | undefined;
-  private sub: Client | undefined;
+  private readonly target: Exclude<StoreTarget, { kind: 'memory' }>;
+  private client: Connection | undefined;
   private readonly tag: string;
   private readonly epochKey: string;
   private readonly shas = new Map<ScriptName, string>();
@@ -97,11 +120,14 @@ export class RedisStore implements FleetStore {
   private state: 'up' | 'down' | 'new' = 'new';
   private closed = false;
   private connecting: Promise<void> | undefined;
-  /** The client while its first connection is being made (closed on close()). */
-  private opening: Client | undefined;
+  /** The connection while it is first being made (closed on close()). */
+  private opening: Connection | undefined;
 
   constructor(private readonly o: RedisStoreOptions) {
-    this.where = redactUrl(o.url);
+    const target = o.target ?? (o.url !== undefined ? parseStoreTarget(o.url) : undefined);
+    if (!target || target.kind === 'memory') throw new ConfigError('RedisStore: expected a Redis target');
+    this.target = target;
+    this.where = describeTarget(target);
     this.tag = `{${o.prefix}}`;
     this.epochKey = `${this.tag}:epoch`;
     for (const [name, text] of Object.entries(SCRIPTS)) this.shas.set(name as ScriptName, createHash('sha1').update(text).digest('hex'));
@@ -112,25 +138,27 @@ export class RedisStore implements FleetStore {
   }
 
   private async open(): Promise<void> {
-    let mod: { createClient: (o: object) => Client };
+    let mod: RedisModule;
     try {
-      mod = (await import('redis')) as unknown as { createClient: (o: object) => Client };
+      mod = (await import('redis')) as unknown as RedisModule;
     } catch (err) {
       throw new ConfigError(`store ${this.where}: the Redis client is not installed: ${REDIS_PACKAGE_HINT}`, { cause: err });
     }
-    const client = mod.createClient({
-      url: this.o.url,
-      disableOfflineQueue: true,
+    const connection = connect(mod, this.target, {
       // An enumerable marker: node-redis spreads these options into the ones net/tls.connect
-      // receive, where the socket layer recognises the library's own connections.
+      // receive (for a Cluster's discovered nodes through `defaults`, for a Sentinel set's
+      // sentinels, primary, replicas and pub/sub client through its client options), where the
+      // socket layer recognises the library's own connections.
       socket: { [kPlumbing]: true, connectTimeout: Math.max(1000, this.o.timeoutMs), reconnectStrategy: (retries: number) => Math.min(50 * 2 ** retries, 1000) },
+      slotKey: this.epochKey,
+      down: (err) => this.setState('down', err),
+      up: () => this.setState('up'),
+      // A connection made again (a reconnect, a new primary): messages sent meanwhile are lost, so resync.
+      resync: () => this.setState('up', undefined, true),
     });
-    client.on('error', (err) => this.setState('down', err as Error));
-    client.on('end', () => this.setState('down', new Error('connection closed')));
-    client.on('ready', () => this.setState('up'));
-    this.opening = client;
-    await client.connect();
-    this.client = client;
+    this.opening = connection;
+    await connection.ready;
+    this.client = connection;
     this.setState('up');
   }
 
@@ -140,13 +168,7 @@ export class RedisStore implements FleetStore {
 
   async subscribe(listener: (message: FleetMessage) => void): Promise<void> {
     if (!this.client) throw new Error('not connected');
-    const sub = this.client.duplicate();
-    sub.on('error', () => undefined); // the main client reports the state
-    // After a reconnect node-redis resubscribes; messages sent meanwhile are lost, so resync.
-    sub.on('ready', () => this.setState('up', undefined, true));
-    this.sub = sub;
-    await sub.connect();
-    await sub.subscribe(`${this.tag}:events`, (message) => {
+    await this.client.subscribe(`${this.tag}:events`, (message) => {
       try {
         listener(JSON.parse(message) as FleetMessage);
       } catch {
@@ -157,14 +179,10 @@ export class RedisStore implements FleetStore {
 
   async close(): Promise<void> {
     this.closed = true;
-    for (const c of [this.sub, this.client ?? this.opening]) {
-      if (!c) continue;
-      try {
-        if (c.destroy) c.destroy();
-        else await c.disconnect?.();
-      } catch {
-        // already gone
-      }
+    try {
+      (this.client ?? this.opening)?.close();
+    } catch {
+      // already gone
     }
   }
 
@@ -241,10 +259,10 @@ export class RedisStore implements FleetStore {
     const args = ['1', this.epochKey, this.tag, JSON.stringify(request)];
     const call = async (): Promise<unknown> => {
       try {
-        return await client.sendCommand(['EVALSHA', this.shas.get(name)!, ...args]);
+        return await client.send(['EVALSHA', this.shas.get(name)!, ...args]);
       } catch (err) {
         if (!String((err as Error)?.message).startsWith('NOSCRIPT')) throw err;
-        return client.sendCommand(['EVAL', SCRIPTS[name], ...args]);
+        return client.send(['EVAL', SCRIPTS[name], ...args]);
       }
     };
     let timer: NodeJS.Timeout | undefined;
@@ -285,4 +303,106 @@ function clean<T>(v: T): T {
   const o = v as { reason?: string };
   if (o && typeof o === 'object' && o.reason === '') delete o.reason;
   return v;
+}
+
+interface ConnectOptions {
+  /** Socket options every connection gets (the plumbing marker, timeouts, reconnects). */
+  readonly socket: Record<string | symbol, unknown>;
+  /** A key of the fleet's slot: a Cluster routes every command by it. */
+  readonly slotKey: string;
+  readonly down: (err: Error) => void;
+  readonly up: () => void;
+  readonly resync: () => void;
+}
+
+/** Creates the node-redis client for the target; `ready` resolves once it can take commands. */
+function connect(mod: RedisModule, t: Exclude<StoreTarget, { kind: 'memory' }>, o: ConnectOptions): Connection & { ready: Promise<void> } {
+  const destroy = (...clients: Array<Emitter | undefined>): void => {
+    for (const c of clients) {
+      if (!c) continue;
+      try {
+        if (c.destroy) c.destroy();
+        else void c.disconnect?.().catch(() => undefined);
+      } catch {
+        // already gone
+      }
+    }
+  };
+  const error = (err: unknown): Error => (err instanceof Error ? err : new Error(String(err)));
+
+  if (t.kind === 'single') {
+    const client = mod.createClient({ url: t.url, disableOfflineQueue: true, socket: o.socket });
+    client.on('error', (err) => o.down(error(err)));
+    client.on('end', () => o.down(new Error('connection closed')));
+    client.on('ready', () => o.up());
+    let sub: SingleClient | undefined;
+    return {
+      ready: client.connect().then(() => undefined),
+      send: (args) => client.sendCommand(args),
+      async subscribe(channel, listener) {
+        sub = client.duplicate();
+        sub.on('error', () => undefined); // the main client reports the state
+        // After a reconnect node-redis resubscribes; messages sent meanwhile are lost.
+        sub.on('ready', () => o.resync());
+        await sub.connect();
+        await sub.subscribe(channel, listener);
+      },
+      get isReady() {
+        return client.isReady;
+      },
+      close: () => destroy(sub, client),
+    };
+  }
+
+  const node = { username: t.auth.username, password: t.auth.password, disableOfflineQueue: true, socket: { ...o.socket, ...(t.tls ? { tls: true } : {}) } };
+  if (t.kind === 'cluster') {
+    const cluster = mod.createCluster({
+      rootNodes: t.nodes.map((n) => ({ socket: { host: n.host, port: n.port } })),
+      // Every connection, to the root nodes and to the nodes discovered from them, is made from these.
+      defaults: node,
+      // Connect to the nodes a command needs (the fleet's slot, the pub/sub node), not to all of them.
+      minimizeConnections: true,
+    });
+    cluster.on('error', (err) => o.down(error(err)));
+    let ready = false;
+    // A node's client that connected again: a reconnect, or a replica promoted and rediscovered.
+    cluster.on('node-ready', () => ready && o.resync());
+    return {
+      ready: cluster.connect().then(() => {
+        ready = true;
+      }),
+      // Every fleet key is in the slot of `{prefix}`: the command goes to that slot's primary.
+      send: (args) => cluster.sendCommand(o.slotKey, false, args),
+      // Classic pub/sub: the scripts PUBLISH, which a Cluster delivers on every node.
+      subscribe: (channel, listener) => cluster.subscribe(channel, listener).then(() => undefined),
+      get isReady() {
+        return cluster.isReady;
+      },
+      close: () => destroy(cluster),
+    };
+  }
+
+  const sentinel = mod.createSentinel({
+    name: t.name,
+    sentinelRootNodes: t.nodes.map((n) => ({ host: n.host, port: n.port })),
+    nodeClientOptions: { ...node, ...(t.database !== undefined ? { database: t.database } : {}) },
+    // The sentinels get the marker and timeouts, not the data nodes' credentials.
+    sentinelClientOptions: { socket: node.socket },
+    masterPoolSize: 1,
+  });
+  sentinel.on('error', (err) => o.down(error(err)));
+  let ready = false;
+  // `ready` again after a reconfiguration (a new primary): resync.
+  sentinel.on('ready', () => ready && o.resync());
+  return {
+    ready: sentinel.connect().then(() => {
+      ready = true;
+    }),
+    send: (args) => sentinel.sendCommand(false, args),
+    subscribe: (channel, listener) => sentinel.subscribe(channel, listener).then(() => undefined),
+    get isReady() {
+      return sentinel.isReady;
+    },
+    close: () => destroy(sentinel),
+  };
 }

@@ -11,7 +11,7 @@ import ts from 'typescript';
 import { describe, expect, it } from 'vitest';
 import { ACCOUNT_OBJECT_KEYS, CODE_ONLY_KEYS, FILE_KEYS, FILE_ONLY_KEYS, GATEWAY_OBJECT_KEYS, OPTION_KEYS, PROXY_OBJECT_KEYS } from '../../src/config/document.js';
 import { FILE_ONLY_TLS_KEYS, FILE_TLS_KEYS, PROXY_TLS_KEYS, REQUEST_TLS_KEYS, TLS_DESTINATION_KEYS } from '../../src/config/tls.js';
-import { HEALTH_CHECK_RULES, HEALTH_RULES, STORE_RULES } from '../../src/config/values.js';
+import { HEALTH_CHECK_RULES, HEALTH_RULES, STORE_RULES, STORE_SENTINEL_RULES } from '../../src/config/values.js';
 import { PAC_OPTION_KEYS, RULE_KEYS } from '../../src/config/rules.js';
 import { root } from './support/run.js';
 
@@ -64,6 +64,7 @@ const types = (() => {
     rule: keys(exported('src/options.ts', 'RoutingRule')),
     pacOptions: keys(exported('src/options.ts', 'PacOptions')),
     store: keys(exported('src/store/index.ts', 'StoreOptions')),
+    storeSentinel: keys(exported('src/store/index.ts', 'StoreSentinelOptions')),
   };
 })();
 
@@ -123,14 +124,19 @@ describe('option keys: TypeScript, JSON schema and validator agree', () => {
     expect(sorted(PAC_OPTION_KEYS)).toEqual(types.pacOptions);
   });
 
-  it('store: StoreOptions = $defs.storeObject = the validator’s keys', () => {
+  it('store: StoreOptions = $defs.storeObject = the validator’s keys; its sentinel: StoreSentinelOptions = $defs.storeSentinel = the validator’s', () => {
     expect(types.store).toContain('leaseTtl');
+    expect(types.store).toEqual(expect.arrayContaining(['url', 'cluster', 'sentinel']));
     expect(schemaKeys(schema.$defs.storeObject)).toEqual(types.store);
     expect(sorted(Object.keys(STORE_RULES))).toEqual(types.store);
+    expect(types.storeSentinel).toEqual(['database', 'name', 'nodes']);
+    expect(schema.$defs.storeObject.properties.sentinel).toEqual({ $ref: '#/$defs/storeSentinel' });
+    expect(schemaKeys(schema.$defs.storeSentinel)).toEqual(types.storeSentinel);
+    expect(sorted(Object.keys(STORE_SENTINEL_RULES))).toEqual(types.storeSentinel);
   });
 
   it('every nested object of the schema is closed and compared above', () => {
-    const compared = new Set(['proxyObject', 'tls', 'accountObject', 'gatewayTemplate', 'rule', 'pacOptions', 'storeObject']);
+    const compared = new Set(['proxyObject', 'tls', 'accountObject', 'gatewayTemplate', 'rule', 'pacOptions', 'storeObject', 'storeSentinel']);
     for (const [name, def] of Object.entries(schema.$defs as Record<string, { type?: string; additionalProperties?: unknown }>)) {
       if (def.type !== 'object') continue;
       expect(def.additionalProperties, name).toBe(false);

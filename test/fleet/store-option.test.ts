@@ -16,13 +16,13 @@ describe('store option', () => {
     for (const store of ['redis://127.0.0.1:6379/0', 'rediss://user:pw@redis.internal:6380', 'memory:', { url: 'redis://r:6379', prefix: 'bots', leaseTtl: 5000 }]) {
       expect(() => new SessionProxyManager({ accounts, store })).not.toThrow();
     }
-    expect(resolveStore('redis://r')).toEqual({ url: 'redis://r', prefix: 'session-proxy', ttl: 15_000, margin: 3000 });
+    expect(resolveStore('redis://r')).toEqual({ target: { kind: 'single', url: 'redis://r' }, where: 'redis://r', prefix: 'session-proxy', ttl: 15_000, margin: 3000 });
     expect(leaseMargin(2000)).toBe(400);
   });
 
   it('refuses bad values by key path, never echoing the URL', () => {
     const bad: Array<[unknown, RegExp]> = [
-      ['http://user:hunter22@r:6379', /^store: expected a redis:\/\/, rediss:\/\/ or memory: URL string, got a string/],
+      ['http://user:hunter22@r:6379', /^store: expected a redis:\/\/, rediss:\/\/, redis\+cluster:\/\/, redis\+sentinel:\/\/ or memory: URL string, got a string/],
       [{ url: 'redis://r', prefix: 'a{b}' }, /^store\.prefix: expected a non-empty string without braces/],
       [{ url: 'redis://r', leaseTtl: 100 }, /^store\.leaseTtl: expected a number of milliseconds >= 500/],
       [{ url: 'redis://r', ttl: 100 }, /^store\.ttl: unknown key/],

@@ -6,14 +6,15 @@
  * Analyses of the timeline check the fleet invariants.
  */
 import { fork, type ChildProcess } from 'node:child_process';
+import { expect } from 'vitest';
 import { fileURLToPath } from 'node:url';
 import { startEchoServer, startMockProxy, type EchoServer, type EchoTimelineEntry, type MockProxy } from '../../src/testing/index.js';
 import { startRedis, type RedisServer } from '../support/redis-server.js';
 
 const workerFile = fileURLToPath(new URL('./fixtures/fleet-worker.mjs', import.meta.url));
 
-export interface World {
-  redis: RedisServer;
+/** The echo server and the mock proxies, without a store (a Cluster or Sentinel test brings its own). */
+export interface Network {
   echo: EchoServer;
   proxies: MockProxy[];
   /** Egress IP of proxy i. */
@@ -24,8 +25,24 @@ export interface World {
   close(): Promise<void>;
 }
 
+export interface World extends Network {
+  redis: RedisServer;
+}
+
 export async function startWorld(n: number): Promise<World> {
   const redis = await startRedis();
+  const network = await startNetwork(n);
+  return {
+    ...network,
+    redis,
+    async close() {
+      await network.close();
+      await redis.close();
+    },
+  };
+}
+
+export async function startNetwork(n: number): Promise<Network> {
   const echo = await startEchoServer();
   const proxies: MockProxy[] = [];
   const egress: string[] = [];
@@ -38,7 +55,6 @@ export async function startWorld(n: number): Promise<World> {
     passwords.push(password);
   }
   return {
-    redis,
     echo,
     proxies,
     egress,
@@ -46,7 +62,6 @@ export async function startWorld(n: number): Promise<World> {
     urls: proxies.map((p) => p.url),
     async close() {
       await Promise.allSettled([echo.close(), ...proxies.map((p) => p.close())]);
-      await redis.close();
     },
   };
 }
@@ -224,4 +239,25 @@ export async function until<T>(check: () => T | undefined | Promise<T | undefine
     if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 50));
   }
+}
+
+/**
+ * Processes a (alice, bob) and b (alice, bob, carol), all serving: the shared
+ * accounts are on one proxy in both, the three accounts on three proxies, and
+ * the echo server's timeline agrees (one egress for alice, no egress passed
+ * between accounts, nothing direct).
+ */
+export async function expectOneEgressPerAccount(a: Worker, b: Worker, echo: EchoServer): Promise<void> {
+  const ca = (await a.ask('current')).current as Record<string, string>;
+  const cb = (await b.ask('current')).current as Record<string, string>;
+  expect(ca.alice).toBe(cb.alice);
+  expect(ca.bob).toBe(cb.bob);
+  expect(new Set([cb.alice, cb.bob, cb.carol]).size).toBe(3);
+  // Let traffic flow, then check the echo server's timeline.
+  const from = Date.now();
+  await until(() => (seen(echo.timeline, from).length > 60 ? true : undefined), 10_000, 'traffic');
+  const s = seen(echo.timeline, from);
+  expect(new Set(s.filter((r) => r.account === 'alice').map((r) => r.ip)).size).toBe(1);
+  expect(handovers(s)).toEqual([]);
+  expect(s.some((r) => r.ip === '127.0.0.1')).toBe(false); // nothing direct
 }

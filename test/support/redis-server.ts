@@ -11,8 +11,7 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-
-const template = fileURLToPath(new URL('../fixtures/redis/redis.conf.template', import.meta.url));
+import { kPlumbing } from '../../src/plumbing.js';
 
 export function redisServerBinary(): string | undefined {
   for (const p of ['/usr/bin/redis-server', '/usr/local/bin/redis-server']) if (existsSync(p)) return p;
@@ -35,7 +34,7 @@ export interface RedisServer {
   close(): Promise<void>;
 }
 
-async function freePort(): Promise<number> {
+export async function freePort(): Promise<number> {
   const server = net.createServer();
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
   const { port } = server.address() as net.AddressInfo;
@@ -43,68 +42,101 @@ async function freePort(): Promise<number> {
   return port;
 }
 
-export async function startRedis(options: { persist?: boolean } = {}): Promise<RedisServer> {
-  const bin = redisServerBinary();
-  if (!bin) throw new Error('redis-server is not installed (apt-get install redis-server; .ci/run does)');
-  const dir = mkdtempSync(join(tmpdir(), 'sp-redis-'));
-  const port = await freePort();
-  const conf = join(dir, 'redis.conf');
-  writeFileSync(conf, readFileSync(template, 'utf8').replaceAll('${PORT}', String(port)).replaceAll('${DIR}', dir));
-  let child: ChildProcess | undefined;
+/** A redis-server process on a loopback port (plain, cluster node or sentinel): start again, stop, kill. */
+export interface ServerProcess {
+  /** Starts (again); resolves once it answers PING. */
+  start(): Promise<void>;
+  /** SIGTERM (SIGKILL after 5 s), resolves when it exited. */
+  stop(): Promise<void>;
+  /** SIGKILL at once (a crash: nothing flushed), resolves when it exited. */
+  kill(): Promise<void>;
+  /** What it printed (for error messages). */
+  output(): string;
+}
 
-  const start = async (): Promise<void> => {
-    const args = [conf, ...(options.persist ? ['--appendonly', 'yes', '--appendfsync', 'always'] : [])];
-    const c = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    child = c;
-    let output = '';
-    c.stdout!.on('data', (d: Buffer) => (output += d.toString()));
-    c.stderr!.on('data', (d: Buffer) => (output += d.toString()));
-    const deadline = Date.now() + 10_000;
-    for (;;) {
-      if (c.exitCode !== null) throw new Error(`redis-server exited (${c.exitCode}): ${output.slice(0, 500)}`);
-      if (await accepts(port)) return;
-      if (Date.now() > deadline) throw new Error(`redis-server did not accept connections within 10 s: ${output.slice(0, 500)}`);
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  };
-  const stop = async (): Promise<void> => {
+export function serverProcess(bin: string, args: readonly string[], port: number): ServerProcess {
+  let child: ChildProcess | undefined;
+  let output = '';
+  const end = async (signal: NodeJS.Signals): Promise<void> => {
     const c = child;
     child = undefined;
-    if (!c || c.exitCode !== null) return;
+    if (!c || c.exitCode !== null || c.signalCode !== null) return;
     await new Promise<void>((resolve) => {
       const t = setTimeout(() => c.kill('SIGKILL'), 5000);
       c.once('exit', () => {
         clearTimeout(t);
         resolve();
       });
-      c.kill('SIGTERM');
+      c.kill(signal);
     });
   };
-  await start();
+  return {
+    async start() {
+      const c = spawn(bin, [...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+      child = c;
+      c.stdout!.on('data', (d: Buffer) => (output += d.toString()));
+      c.stderr!.on('data', (d: Buffer) => (output += d.toString()));
+      const deadline = Date.now() + 10_000;
+      for (;;) {
+        if (c.exitCode !== null) throw new Error(`redis-server exited (${c.exitCode}): ${output.slice(-500)}`);
+        if (await accepts(port)) return;
+        if (Date.now() > deadline) throw new Error(`redis-server did not accept connections within 10 s: ${output.slice(-500)}`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    },
+    stop: () => end('SIGTERM'),
+    kill: () => end('SIGKILL'),
+    output: () => output,
+  };
+}
+
+/** A config file from a template in test/fixtures/redis/ (`${NAME}` replaced), written into `dir`. */
+export function writeConfig(name: string, dir: string, vars: Record<string, string | number>): string {
+  let text = readFileSync(fileURLToPath(new URL(`../fixtures/redis/${name}`, import.meta.url)), 'utf8');
+  for (const [k, v] of Object.entries(vars)) text = text.replaceAll(`\${${k}}`, String(v));
+  const file = join(dir, name.replace(/\.template$/, ''));
+  writeFileSync(file, text);
+  return file;
+}
+
+export function requireRedisServer(): string {
+  const bin = redisServerBinary();
+  if (!bin) throw new Error('redis-server is not installed (apt-get install redis-server; .ci/run does)');
+  return bin;
+}
+
+export async function startRedis(options: { persist?: boolean } = {}): Promise<RedisServer> {
+  const bin = requireRedisServer();
+  const dir = mkdtempSync(join(tmpdir(), 'sp-redis-'));
+  const port = await freePort();
+  const conf = writeConfig('redis.conf.template', dir, { PORT: port, DIR: dir });
+  const server = serverProcess(bin, [conf, ...(options.persist ? ['--appendonly', 'yes', '--appendfsync', 'always'] : [])], port);
+  await server.start();
   return {
     port,
     url: `redis://127.0.0.1:${port}`,
-    start,
-    stop,
-    command: (...args) => resp(port, args),
+    start: server.start,
+    stop: server.stop,
+    command: (...args) => redisCommand(port, args),
     async close() {
-      await stop();
+      await server.stop();
       rmSync(dir, { recursive: true, force: true });
     },
   };
 }
 
 function accepts(port: number): Promise<boolean> {
-  return resp(port, ['PING']).then(
+  return redisCommand(port, ['PING']).then(
     (r) => r === 'PONG',
     () => false,
   );
 }
 
 /** One RESP command on a fresh connection (no client library: the tests check the store from outside). */
-function resp(port: number, args: string[]): Promise<unknown> {
+export function redisCommand(port: number, args: readonly string[]): Promise<unknown> {
   return new Promise((resolve, reject) => {
-    const s = net.connect(port, '127.0.0.1');
+    // Marked as the library's plumbing: a test that installs a manager (tunnelSockets on) still reads the server directly.
+    const s = net.connect({ port, host: '127.0.0.1', [kPlumbing]: true } as net.NetConnectOpts);
     let buf = Buffer.alloc(0);
     s.setTimeout(5000, () => s.destroy(new Error('timeout')));
     s.on('error', reject);
