@@ -27,6 +27,18 @@ export function isMarkedPlumbing(value: unknown): boolean {
   return !!value && typeof value === 'object' && (value as Record<symbol, unknown>)[kPlumbing] === true;
 }
 
+/**
+ * On connect options marked as plumbing: a background connection (the fleet
+ * store's client), which must not keep the process alive by itself — the
+ * library holds the process open while a request waits on it instead.
+ */
+export const kBackground: unique symbol = Symbol.for('session-proxy.background') as never;
+
+/** True for connect options of a background connection (see kBackground). */
+export function isBackground(value: unknown): boolean {
+  return !!value && typeof value === 'object' && (value as Record<symbol, unknown>)[kBackground] === true;
+}
+
 export function markPlumbing<T extends object>(value: T): T {
   Object.defineProperty(value, kPlumbing, { value: true, enumerable: false, configurable: true });
   return value;

@@ -115,6 +115,15 @@ interface Lease {
 
 /** A wait a request depends on (the settle time): it keeps the process alive, as the request itself would. */
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, Math.max(0, ms)));
+/**
+ * The store's connections do not keep the process alive (plumbing kBackground): while the app
+ * waits on the store (a request at the gate, rotate()), this does, as the request itself would.
+ */
+function holdOpen<T>(p: Promise<T>): Promise<T> {
+  const handle = setInterval(() => undefined, 2 ** 30);
+  return p.finally(() => clearInterval(handle));
+}
+
 /** A bound on a wait, that does not itself keep the process alive. */
 const sleepUnref = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, Math.max(0, ms)).unref());
 
@@ -198,7 +207,7 @@ export class FleetLeases {
   gate(account: string): Promise<void> | undefined {
     const l = this.leases.get(account);
     if (l && l.ready && l.epoch === this.epoch && performance.now() < l.deadline) return undefined;
-    return this.ensure(account);
+    return holdOpen(this.ensure(account));
   }
 
   /** Why the account's next request must fail now (decided synchronously, before anything is sent). */
@@ -325,7 +334,11 @@ export class FleetLeases {
    * rotate(): one move in the store for the whole fleet. On a gateway
    * session, a new session on the same gateway (as a local rotate()).
    */
-  async rotate(account: string, closeExisting: boolean, reason: MoveReason = 'manual'): Promise<ProxyEndpoint> {
+  rotate(account: string, closeExisting: boolean, reason: MoveReason = 'manual'): Promise<ProxyEndpoint> {
+    return holdOpen(this.rotateOnce(account, closeExisting, reason));
+  }
+
+  private async rotateOnce(account: string, closeExisting: boolean, reason: MoveReason): Promise<ProxyEndpoint> {
     await (this.gate(account) ?? Promise.resolve());
     const l = this.leases.get(account)!;
     const pool = this.deps.accounts.require(account);

@@ -17,7 +17,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import { ConfigError } from '../errors.js';
-import { kPlumbing } from '../plumbing.js';
+import { kBackground, kPlumbing } from '../plumbing.js';
 import { SCRIPTS, type ScriptName } from './scripts.js';
 import { describeTarget, parseStoreTarget, type StoreTarget } from './target.js';
 import type {
@@ -149,7 +149,8 @@ export class RedisStore implements FleetStore {
       // receive (for a Cluster's discovered nodes through `defaults`, for a Sentinel set's
       // sentinels, primary, replicas and pub/sub client through its client options), where the
       // socket layer recognises the library's own connections.
-      socket: { [kPlumbing]: true, connectTimeout: Math.max(1000, this.o.timeoutMs), reconnectStrategy: (retries: number) => Math.min(50 * 2 ** retries, 1000) },
+      // Background: idle, the store's connections do not keep the process alive (routing/fleet.ts holds it open while a request waits on the store).
+      socket: { [kPlumbing]: true, [kBackground]: true, connectTimeout: Math.max(1000, this.o.timeoutMs), reconnectStrategy: (retries: number) => Math.min(50 * 2 ** retries, 1000) },
       slotKey: this.epochKey,
       down: (err) => this.setState('down', err),
       up: () => this.setState('up'),

@@ -20,7 +20,7 @@
 import net from 'node:net';
 import type { Socket } from 'node:net';
 import { state } from '../../state.js';
-import { isMarkedPlumbing, isPlumbing } from '../../plumbing.js';
+import { isBackground, isMarkedPlumbing, isPlumbing } from '../../plumbing.js';
 import type { Router } from '../../routing/router.js';
 import { unbracket, type RouteKey, type Target } from '../../routing/route.js';
 import type { ProxyEndpoint } from '../../proxy/endpoint.js';
@@ -46,7 +46,11 @@ export function installSocketLayer(deps: SocketLayerDeps): Restore {
     if (isPlumbing() || isMarkedPlumbing(this)) return original.apply(this, args);
     const { options, callback } = normalizeConnectArgs(args);
     // Options marked as the library's own (the fleet store's Redis client spreads its socket options into these).
-    if (isMarkedPlumbing(options)) return original.apply(this, args);
+    if (isMarkedPlumbing(options)) {
+      const socket = original.apply(this, args);
+      if (isBackground(options)) socket.unref();
+      return socket;
+    }
     // IPC only for a non-empty path, as Node itself decides (`!!path`): Node's
     // http Agent passes `path: null`, and `path: ''` connects over TCP too.
     // Without a port Node throws before anything is sent.
