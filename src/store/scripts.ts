@@ -39,7 +39,9 @@ local function fmt(n) return string.format('%d', n) end
 -- The server's run id changes on every restart and differs on a promoted replica: a store that
 -- may have lost writes. Then the settle clock restarts (no new acquisition or move for TTL + margin),
 -- while the leases it still has keep renewing.
-local run = string.match(redis.call('INFO', 'server'), 'run_id:(%w+)') or ''
+-- The replication id too: a new one on every promotion, so a server promoted again with data it
+-- held as a primary earlier (never restarted, so the same run id) counts as a new server as well.
+local run = (string.match(redis.call('INFO', 'server'), 'run_id:(%w+)') or '') .. ':' .. (string.match(redis.call('INFO', 'replication'), 'master_replid:(%w+)') or '')
 local function epochFor(newId)
   local f = redis.call('HMGET', KEYS[1], 'id', 'at', 'run')
   if not f[1] then
