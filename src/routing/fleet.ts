@@ -44,6 +44,8 @@ export interface FleetOptions {
   readonly pollMs?: number;
   /** How often traffic counters are added to the store (ms). @default 2000 */
   readonly statsMs?: number;
+  /** The configuration fingerprint to register (option `store.fingerprint`; a child gets its parent's). @default computed from the pools */
+  readonly fingerprint?: string;
 }
 
 export interface StoreStateEvent {
@@ -127,7 +129,7 @@ export class FleetLeases {
   private started = false;
 
   constructor(private readonly o: FleetOptions, private readonly deps: FleetDeps) {
-    this.fingerprint = configFingerprint(deps.accounts.all(), o.exclusive);
+    this.fingerprint = o.fingerprint ?? configFingerprint(deps.accounts.all(), o.exclusive);
   }
 
   get store(): FleetStore {
