@@ -24,8 +24,8 @@ export interface World {
   close(): Promise<void>;
 }
 
-export async function startWorld(n: number): Promise<World> {
-  const redis = await startRedis();
+export async function startWorld(n: number, options: { redisPassword?: string } = {}): Promise<World> {
+  const redis = await startRedis({ password: options.redisPassword });
   const echo = await startEchoServer();
   const proxies: MockProxy[] = [];
   const egress: string[] = [];
@@ -59,15 +59,31 @@ export interface WorkerMessage {
   [k: string]: unknown;
 }
 
+export interface WorkerOptions {
+  /** The fixture to fork. @default fixtures/fleet-worker.mjs */
+  file?: string;
+  /** More environment variables. */
+  env?: NodeJS.ProcessEnv;
+  /** Collect stderr (of the process and of descendants that inherit it) in `stderr` instead of passing it through. */
+  captureStderr?: boolean;
+}
+
 export class Worker {
   readonly messages: WorkerMessage[] = [];
   readonly child: ChildProcess;
+  /** What the process (and descendants sharing its stderr) wrote there, with captureStderr. */
+  stderr = '';
   private nextId = 1;
   private readonly listeners = new Set<() => void>();
   exited = false;
 
-  constructor(config: object) {
-    this.child = fork(workerFile, [], { env: { PATH: process.env.PATH, FLEET_WORKER: JSON.stringify(config) }, stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv: [] });
+  constructor(config: object, options: WorkerOptions = {}) {
+    this.child = fork(options.file ?? workerFile, [], {
+      env: { PATH: process.env.PATH, ...options.env, FLEET_WORKER: JSON.stringify(config) },
+      stdio: ['ignore', 'inherit', options.captureStderr ? 'pipe' : 'inherit', 'ipc'],
+      execArgv: [],
+    });
+    this.child.stderr?.setEncoding('utf8').on('data', (d: string) => (this.stderr += d));
     this.child.on('message', (m) => {
       this.messages.push(m as WorkerMessage);
       for (const l of [...this.listeners]) l();

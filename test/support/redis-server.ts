@@ -1,8 +1,9 @@
 /**
  * A real redis-server (Debian's, installed by .ci/run) for the fleet tests:
  * started on a free loopback port from test/fixtures/redis/redis.conf.template,
- * no persistence unless asked; stop() and start() again on the same port
- * (a restart comes back empty without persistence). Tests that need it are
+ * no persistence unless asked, a password (requirepass) when asked; stop()
+ * and start() again on the same port (a restart comes back empty without
+ * persistence). Tests that need it are
  * skipped when the binary is missing, except in CI (where it must exist).
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
@@ -25,6 +26,7 @@ export const noRedis = !redisServerBinary() && !process.env.CI;
 
 export interface RedisServer {
   readonly port: number;
+  /** redis://[:password@]127.0.0.1:port */
   readonly url: string;
   /** Starts (again) on the same port; resolves once it accepts connections. */
   start(): Promise<void>;
@@ -43,7 +45,7 @@ async function freePort(): Promise<number> {
   return port;
 }
 
-export async function startRedis(options: { persist?: boolean } = {}): Promise<RedisServer> {
+export async function startRedis(options: { persist?: boolean; password?: string } = {}): Promise<RedisServer> {
   const bin = redisServerBinary();
   if (!bin) throw new Error('redis-server is not installed (apt-get install redis-server; .ci/run does)');
   const dir = mkdtempSync(join(tmpdir(), 'sp-redis-'));
@@ -53,7 +55,7 @@ export async function startRedis(options: { persist?: boolean } = {}): Promise<R
   let child: ChildProcess | undefined;
 
   const start = async (): Promise<void> => {
-    const args = [conf, ...(options.persist ? ['--appendonly', 'yes', '--appendfsync', 'always'] : [])];
+    const args = [conf, ...(options.persist ? ['--appendonly', 'yes', '--appendfsync', 'always'] : []), ...(options.password ? ['--requirepass', options.password] : [])];
     const c = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     child = c;
     let output = '';
@@ -62,7 +64,7 @@ export async function startRedis(options: { persist?: boolean } = {}): Promise<R
     const deadline = Date.now() + 10_000;
     for (;;) {
       if (c.exitCode !== null) throw new Error(`redis-server exited (${c.exitCode}): ${output.slice(0, 500)}`);
-      if (await accepts(port)) return;
+      if (await accepts(port, options.password)) return;
       if (Date.now() > deadline) throw new Error(`redis-server did not accept connections within 10 s: ${output.slice(0, 500)}`);
       await new Promise((r) => setTimeout(r, 50));
     }
@@ -83,10 +85,10 @@ export async function startRedis(options: { persist?: boolean } = {}): Promise<R
   await start();
   return {
     port,
-    url: `redis://127.0.0.1:${port}`,
+    url: `redis://${options.password ? `:${encodeURIComponent(options.password)}@` : ''}127.0.0.1:${port}`,
     start,
     stop,
-    command: (...args) => resp(port, args),
+    command: (...args) => resp(port, args, options.password),
     async close() {
       await stop();
       rmSync(dir, { recursive: true, force: true });
@@ -94,29 +96,37 @@ export async function startRedis(options: { persist?: boolean } = {}): Promise<R
   };
 }
 
-function accepts(port: number): Promise<boolean> {
-  return resp(port, ['PING']).then(
+function accepts(port: number, password: string | undefined): Promise<boolean> {
+  return resp(port, ['PING'], password).then(
     (r) => r === 'PONG',
     () => false,
   );
 }
 
-/** One RESP command on a fresh connection (no client library: the tests check the store from outside). */
-function resp(port: number, args: string[]): Promise<unknown> {
+/** One RESP command on a fresh connection (no client library: the tests check the store from outside), after AUTH with a password. */
+function resp(port: number, args: string[], password?: string): Promise<unknown> {
+  const commands = password ? [['AUTH', password], args] : [args];
+  const encode = (c: string[]): string => `*${c.length}\r\n${c.map((a) => `$${Buffer.byteLength(a)}\r\n${a}\r\n`).join('')}`;
   return new Promise((resolve, reject) => {
     const s = net.connect(port, '127.0.0.1');
     let buf = Buffer.alloc(0);
     s.setTimeout(5000, () => s.destroy(new Error('timeout')));
     s.on('error', reject);
-    s.on('connect', () => s.write(`*${args.length}\r\n${args.map((a) => `$${Buffer.byteLength(a)}\r\n${a}\r\n`).join('')}`));
+    s.on('connect', () => s.write(commands.map(encode).join('')));
     s.on('data', (d: Buffer) => {
       buf = Buffer.concat([buf, d]);
-      const parsed = parse(buf, 0);
-      if (parsed) {
-        s.end();
-        if (parsed.value instanceof Error) reject(parsed.value);
-        else resolve(parsed.value);
+      // One reply per command; the last one is the answer (an AUTH failure is an error reply first).
+      let at = 0;
+      let parsed: { value: unknown; end: number } | undefined;
+      for (let i = 0; i < commands.length; i++) {
+        parsed = parse(buf, at);
+        if (!parsed) return;
+        if (parsed.value instanceof Error) break;
+        at = parsed.end;
       }
+      s.end();
+      if (parsed!.value instanceof Error) reject(parsed!.value);
+      else resolve(parsed!.value);
     });
   });
 }
