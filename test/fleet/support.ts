@@ -162,6 +162,8 @@ export interface Seen {
   ip: string;
   account: string;
   pid: number;
+  /** The process's sequence number for the account's requests (`s` in the path), when given. */
+  seq?: number;
 }
 
 export function seen(timeline: readonly EchoTimelineEntry[], from = 0): Seen[] {
@@ -170,9 +172,19 @@ export function seen(timeline: readonly EchoTimelineEntry[], from = 0): Seen[] {
     if (t.at < from) continue;
     const q = new URL(t.path, 'http://x').searchParams;
     const account = q.get('a');
-    if (account) out.push({ at: t.at, ip: t.ip, account, pid: Number(q.get('p')) });
+    if (account) out.push({ at: t.at, ip: t.ip, account, pid: Number(q.get('p')), ...(q.has('s') ? { seq: Number(q.get('s')) } : {}) });
   }
   return out.sort((a, b) => a.at - b.at);
+}
+
+export interface Handover {
+  ip: string;
+  from: string;
+  to: string;
+  /** From the last request of `from` to the first of `to` on the egress. */
+  gapMs: number;
+  lastFrom: Seen;
+  firstTo: Seen;
 }
 
 /**
@@ -181,12 +193,12 @@ export function seen(timeline: readonly EchoTimelineEntry[], from = 0): Seen[] {
  * protocol keeps it above 2 × margin (the releasing process's deadline ends
  * a margin before its lease, the quarantine a margin after).
  */
-export function handovers(s: readonly Seen[]): Array<{ ip: string; from: string; to: string; gapMs: number }> {
+export function handovers(s: readonly Seen[]): Handover[] {
   const last = new Map<string, Seen>();
-  const out: Array<{ ip: string; from: string; to: string; gapMs: number }> = [];
+  const out: Handover[] = [];
   for (const r of s) {
     const prev = last.get(r.ip);
-    if (prev && prev.account !== r.account) out.push({ ip: r.ip, from: prev.account, to: r.account, gapMs: r.at - prev.at });
+    if (prev && prev.account !== r.account) out.push({ ip: r.ip, from: prev.account, to: r.account, gapMs: r.at - prev.at, lastFrom: prev, firstTo: r });
     last.set(r.ip, r);
   }
   return out;
