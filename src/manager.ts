@@ -316,7 +316,7 @@ export class SessionProxyManager<A extends string = string> extends EventEmitter
     const fallback = this.accounts.get(DEFAULT_ACCOUNT);
     this.undiciLayer = new UndiciLayer(new RoutingDispatcher(this.router, this.connections, UndiciLayer.previousDirect()));
     const undiciLayer = this.undiciLayer;
-    const children = new ChildHandoff(this.options, this.accounts, this.noProxy.entries, (this.options as { [REFUSAL]?: Refusal })[REFUSAL]?.ref);
+    const children = new ChildHandoff(this.options, this.accounts, this.noProxy.entries, (this.options as { [REFUSAL]?: Refusal })[REFUSAL]?.ref, () => this.fleet?.fingerprint);
     try {
       this.layers.apply([
         ...(fallback && (this.options.env ?? true) ? [{ name: 'env', apply: () => installEnv(fallback.proxies[fallback.active], this.noProxy.entries) }] : []),
@@ -654,7 +654,7 @@ export class SessionProxyManager<A extends string = string> extends EventEmitter
   /** The fleet coordinator, for this installation (routing/fleet.ts). */
   private startFleet(config: ResolvedStore): void {
     this.fleet = new FleetLeases(
-      { store: createStore(config), ttl: config.ttl, margin: config.margin, exclusive: this.exclusive, strategy: this.options.strategy ?? 'round-robin' },
+      { store: createStore(config), ttl: config.ttl, margin: config.margin, exclusive: this.exclusive, strategy: this.options.strategy ?? 'round-robin', fingerprint: config.fingerprint },
       {
         accounts: this.accounts,
         health: this.health,

@@ -13,6 +13,13 @@
  * Each pool starts at its active proxy in the parent, so a child spawned
  * after a rotation starts on the new one. The text is built when the child
  * is spawned, from the pools as they are then (setAccount/removeAccount).
+ *
+ * With a fleet store, the child joins the parent's fleet (the store travels
+ * with the rest of the options, its URL's password in the file like the
+ * proxies') and registers the parent's configuration fingerprint
+ * (`store.fingerprint`): what it runs is a part of the parent's
+ * configuration — one account's pool, pools starting where the parent's
+ * are — not another one, so the fleet reports no mismatch for it.
  */
 import { isRuleRoute } from '../routing/rules.js';
 import type { ProxyEndpoint } from '../proxy/endpoint.js';
@@ -37,10 +44,20 @@ export interface LivePools {
   all(): Iterable<AccountPool>;
 }
 
-/** The JSON text for a child of `account`'s route (or every pool), from the manager's pools as they are now. */
-export function liveChildConfig(options: Readonly<SessionProxyOptions>, pools: LivePools, account: string | undefined, mode: ChildConfigMode): string {
+/** `store` with the parent's fleet fingerprint, for a child (unchanged without one). */
+export function storeForChild(store: SessionProxyOptions['store'], fingerprint: string | undefined): SessionProxyOptions['store'] {
+  if (store === undefined || fingerprint === undefined) return store;
+  return { ...(typeof store === 'string' ? { url: store } : store), fingerprint };
+}
+
+/**
+ * The JSON text for a child of `account`'s route (or every pool), from the
+ * manager's pools as they are now; `fingerprint`: the parent's in the fleet.
+ */
+export function liveChildConfig(options: Readonly<SessionProxyOptions>, pools: LivePools, account: string | undefined, mode: ChildConfigMode, fingerprint?: string): string {
   const { proxy: _p, accounts: _a, ...rest } = options;
   const live: SessionProxyOptions = { ...rest };
+  if (rest.store !== undefined) live.store = storeForChild(rest.store, fingerprint);
   const fallback = pools.get(DEFAULT_ACCOUNT);
   if (mode === 'all') {
     const accounts: Record<string, ProxySpec> = {};

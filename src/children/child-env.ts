@@ -11,7 +11,10 @@
  *   a pointer, no credentials. SESSION_PROXY_CONFIG_JSON is never set, and
  *   removed when inherited;
  * - SESSION_PROXY_ACCOUNT names the account; the preload enters its scope
- *   for the whole child.
+ *   for the whole child;
+ * - an inherited SESSION_PROXY_STORE (the fleet's Redis URL, maybe with its
+ *   password) is removed: the store travels in the configuration file, and
+ *   a Node child with a pointer reads no environment layer anyway.
  *
  * The CommonJS preload is used, not `--import`: a `--require` preload runs
  * synchronously before the main module, so its `enterWith` scope reaches the
@@ -29,6 +32,7 @@ import type { SessionProxyOptions } from '../options.js';
 import { ACCOUNT_ENV, CONFIG_JSON_ENV } from '../config/load.js';
 import { serializeConfig } from '../config/serialize.js';
 import { DEFAULT_ACCOUNT } from '../routing/account-pools.js';
+import { STORE_ENV } from '../store/index.js';
 import { childOptions, type ChildConfigMode } from './child-config.js';
 import { configFileFor } from './config-files.js';
 import { CONFIG_REF_ENV } from './inherited.js';
@@ -182,13 +186,16 @@ export function installedOptions(): SessionProxyOptions {
  * A copy of `env` for a Node child of `account` (undefined: unscoped) whose
  * configuration the pointer `ref` names: NODE_OPTIONS with the preload,
  * SESSION_PROXY_CONFIG_REF, SESSION_PROXY_ACCOUNT; an inherited
- * SESSION_PROXY_CONFIG_JSON removed. `ref` undefined: no pointer (a Worker,
- * whose configuration travels apart). @throws ConfigError when the built preload cannot be found
+ * SESSION_PROXY_CONFIG_JSON removed, and SESSION_PROXY_STORE when it is
+ * this process's (a caller's own value is the caller's choice). `ref`
+ * undefined: no pointer (a Worker, whose configuration travels apart).
+ * @throws ConfigError when the built preload cannot be found
  */
 export function envWithPointer(account: string | undefined, env: NodeJS.ProcessEnv, ref: string | undefined): NodeJS.ProcessEnv {
   const out: NodeJS.ProcessEnv = { ...env };
   out.NODE_OPTIONS = nodeOptionsWithRegister(env.NODE_OPTIONS);
   delete out[CONFIG_JSON_ENV];
+  if (out[STORE_ENV] !== undefined && out[STORE_ENV] === process.env[STORE_ENV]) delete out[STORE_ENV];
   if (ref === undefined) delete out[CONFIG_REF_ENV];
   else out[CONFIG_REF_ENV] = ref;
   if (account === undefined) delete out[ACCOUNT_ENV];

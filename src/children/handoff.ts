@@ -34,6 +34,7 @@ interface AllText {
   readonly pools: AccountPool[];
   readonly proxies: (readonly ProxyEndpoint[])[];
   readonly active: number[];
+  readonly fingerprint: string | undefined;
   readonly text: string;
   ref?: string;
 }
@@ -48,6 +49,8 @@ export class ChildHandoff {
     private readonly noProxy: readonly string[],
     /** Set when this manager refuses everything: the unusable pointer its children get. */
     private readonly refusedRef: string | undefined,
+    /** The manager's configuration fingerprint in its fleet (option `store`), which its children register too. */
+    private readonly fingerprint: () => string | undefined = () => undefined,
   ) {}
 
   private get mode(): ChildConfigMode {
@@ -84,7 +87,7 @@ export class ChildHandoff {
   }
 
   private ref(account: string | undefined, mode: ChildConfigMode): string {
-    if (mode === 'route') return configFileFor(liveChildConfig(this.options, this.pools, account, 'route'));
+    if (mode === 'route') return configFileFor(liveChildConfig(this.options, this.pools, account, 'route', this.fingerprint()));
     const all = this.allText();
     if (all.ref === undefined || !existsSync(all.ref)) all.ref = configFileFor(all.text);
     return all.ref;
@@ -93,7 +96,8 @@ export class ChildHandoff {
   /** Every pool's configuration: the text kept from last time while no pool changed. */
   private allText(): AllText {
     const last = this.all;
-    if (last) {
+    const fingerprint = this.fingerprint();
+    if (last && last.fingerprint === fingerprint) {
       let i = 0;
       let same = true;
       for (const pool of this.pools.all()) {
@@ -106,7 +110,7 @@ export class ChildHandoff {
       if (same && i === last.pools.length) return last;
     }
     const pools = [...this.pools.all()];
-    const text = liveChildConfig(this.options, this.pools, undefined, 'all');
-    return (this.all = { pools, proxies: pools.map((p) => p.proxies), active: pools.map((p) => p.active), text });
+    const text = liveChildConfig(this.options, this.pools, undefined, 'all', fingerprint);
+    return (this.all = { pools, proxies: pools.map((p) => p.proxies), active: pools.map((p) => p.active), fingerprint, text });
   }
 }

@@ -118,6 +118,10 @@ export const STORE_RULES: Readonly<Record<string, Rule>> = {
     return v;
   },
   leaseTtl: ms('a number of milliseconds >= 500', (n) => n >= 500),
+  fingerprint: (v, path, c) => {
+    if (typeof v !== 'string' || !/^[\x21-\x7e]{1,64}$/.test(v)) throw fail(path, `expected 1 to 64 printable ASCII characters without spaces, got ${typeof v === 'string' ? 'another string' : kindOf(v)}`, c.source);
+    return v;
+  },
 };
 
 const storeObject = shape(STORE_RULES, '{ "url": "redis://127.0.0.1:6379", "leaseTtl": 15000 }');

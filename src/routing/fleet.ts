@@ -46,6 +46,8 @@ export interface FleetOptions {
   readonly pollMs?: number;
   /** How often traffic counters are added to the store (ms). @default 2000 */
   readonly statsMs?: number;
+  /** The configuration fingerprint to register (option `store.fingerprint`; a child gets its parent's). @default computed from the pools */
+  readonly fingerprint?: string;
 }
 
 export interface StoreStateEvent {
@@ -163,7 +165,7 @@ export class FleetLeases {
   private connected: Promise<void> = Promise.resolve();
 
   constructor(private readonly o: FleetOptions, private readonly deps: FleetDeps) {
-    this.fingerprint = configFingerprint(deps.accounts.all(), o.exclusive);
+    this.fingerprint = o.fingerprint ?? configFingerprint(deps.accounts.all(), o.exclusive);
   }
 
   get store(): FleetStore {

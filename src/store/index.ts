@@ -65,6 +65,19 @@ export interface StoreOptions {
    * @default 15000
    */
   leaseTtl?: number;
+  /**
+   * The configuration fingerprint this process registers in the fleet:
+   * what `fleet-mismatch` and `session-proxy fleet` compare to find
+   * processes running another configuration (a rolling deploy). Set it to
+   * name a configuration yourself (a release id) when processes configure
+   * different parts of it on purpose. A child process, Worker or
+   * `cluster.fork()` worker of a fleet process is handed its parent's: its
+   * configuration is a part of the parent's (a route child has one
+   * account's pool; every copy starts each pool at the parent's active
+   * proxy), not another one.
+   * @default a hash of the accounts and the fleet keys of their pools
+   */
+  fingerprint?: string;
 }
 
 export type StoreSpec = string | StoreOptions;
@@ -83,6 +96,8 @@ export interface ResolvedStore {
   readonly ttl: number;
   /** Local deadlines end `margin` before the lease; quarantine and the epoch rule add it after. */
   readonly margin: number;
+  /** Option `store.fingerprint`, when given. */
+  readonly fingerprint?: string;
 }
 
 /** @throws ConfigError naming the key when the location cannot be used (the value never shown) */
@@ -96,7 +111,8 @@ export function resolveStore(spec: StoreSpec): ResolvedStore {
     throw err;
   }
   const ttl = o.leaseTtl ?? DEFAULT_LEASE_TTL;
-  return { target, where: describeTarget(target), prefix: o.prefix ?? DEFAULT_PREFIX, ttl, margin: leaseMargin(ttl) };
+  const r = { target, where: describeTarget(target), prefix: o.prefix ?? DEFAULT_PREFIX, ttl, margin: leaseMargin(ttl) };
+  return o.fingerprint === undefined ? r : { ...r, fingerprint: o.fingerprint };
 }
 
 /** A fifth of the TTL, at least 100 ms, at most 3 s: clock-rate differences, bytes in flight, a slow event loop. */

@@ -78,6 +78,22 @@ describe.skipIf(needsDist)('a child’s environment holds no other route’s pas
     }
   });
 
+  it('an inherited SESSION_PROXY_STORE (the fleet’s Redis URL, maybe with its password) is dropped; a caller’s own is kept', () => {
+    const saved = process.env.SESSION_PROXY_STORE;
+    process.env.SESSION_PROXY_STORE = 'redis://:redis-Pw-8v@127.0.0.1:6379';
+    try {
+      for (const run of [() => spawnSync('env', { encoding: 'utf8' }).stdout, () => execSync('env', { encoding: 'utf8' })]) {
+        expect(rawEnv(run).SESSION_PROXY_STORE).toBeUndefined();
+        expect(manager.withProxy('alice', () => rawEnv(run)).SESSION_PROXY_STORE).toBeUndefined();
+      }
+      const own = 'redis://127.0.0.1:6390';
+      expect(rawEnv(() => spawnSync('env', { encoding: 'utf8', env: { ...process.env, SESSION_PROXY_STORE: own } }).stdout).SESSION_PROXY_STORE).toBe(own);
+    } finally {
+      if (saved === undefined) delete process.env.SESSION_PROXY_STORE;
+      else process.env.SESSION_PROXY_STORE = saved;
+    }
+  });
+
   it('the pointer refers to a 0600 file in a 0700 directory holding the route’s configuration only', () => {
     const outside = pointed(rawEnv(() => spawnSync('env', { encoding: 'utf8' }).stdout));
     const inside = manager.withProxy('alice', () => pointed(rawEnv(() => spawnSync('env', { encoding: 'utf8' }).stdout)));

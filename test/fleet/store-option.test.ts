@@ -8,12 +8,14 @@ import { describe, expect, it } from 'vitest';
 import { ConfigError, SessionProxyManager, StoreUnavailableError, ProxyUnavailableError, loadConfig } from '../../src/index.js';
 import { checkStoreClient, leaseMargin, resolveStore } from '../../src/store/index.js';
 import { toDocument } from '../../src/config/serialize.js';
+import { liveChildConfig, type LivePools } from '../../src/children/child-config.js';
+import type { AccountPool } from '../../src/routing/account-pools.js';
 
 const accounts = { alice: 'http://127.0.0.1:9', bob: 'http://127.0.0.2:9' };
 
 describe('store option', () => {
   it('accepts a redis/rediss/memory URL or { url, prefix, leaseTtl }', () => {
-    for (const store of ['redis://127.0.0.1:6379/0', 'rediss://user:pw@redis.internal:6380', 'memory:', { url: 'redis://r:6379', prefix: 'bots', leaseTtl: 5000 }]) {
+    for (const store of ['redis://127.0.0.1:6379/0', 'rediss://user:pw@redis.internal:6380', 'memory:', { url: 'redis://r:6379', prefix: 'bots', leaseTtl: 5000 }, { url: 'memory:', fingerprint: 'release-2026.12.1' }]) {
       expect(() => new SessionProxyManager({ accounts, store })).not.toThrow();
     }
     expect(resolveStore('redis://r')).toEqual({ target: { kind: 'single', url: 'redis://r' }, where: 'redis://r', prefix: 'session-proxy', ttl: 15_000, margin: 3000 });
@@ -26,6 +28,8 @@ describe('store option', () => {
       [{ url: 'redis://r', prefix: 'a{b}' }, /^store\.prefix: expected a non-empty string without braces/],
       [{ url: 'redis://r', leaseTtl: 100 }, /^store\.leaseTtl: expected a number of milliseconds >= 500/],
       [{ url: 'redis://r', ttl: 100 }, /^store\.ttl: unknown key/],
+      [{ url: 'redis://r', fingerprint: 'a b' }, /^store\.fingerprint: expected 1 to 64 printable ASCII characters/],
+      [{ url: 'redis://r', fingerprint: '' }, /^store\.fingerprint: expected/],
       [{ prefix: 'x' }, /^store\.url: expected/],
       [42, /^store: expected an object/],
     ];
@@ -75,6 +79,38 @@ describe('store option', () => {
     expect(() => loadConfig({ accounts }, { SESSION_PROXY_STORE: 'mysql://x' })).toThrow(/SESSION_PROXY_STORE: expected a redis/);
     const store = { url: 'redis://r:6379', prefix: 'bots', leaseTtl: 4000 };
     expect(toDocument({ accounts, store }).store).toEqual(store);
+    expect(toDocument({ accounts, store: { ...store, fingerprint: 'v42' } }).store).toEqual({ ...store, fingerprint: 'v42' });
+  });
+
+  it('store.fingerprint is what the process registers; a child’s configuration carries its parent’s', async () => {
+    // The coordinator says hello in the background once the store is connected.
+    const registered = async (m: SessionProxyManager): Promise<string[]> => {
+      for (let i = 0; i < 100; i++) {
+        const fps = (await m.stats({ fleet: true })).instances.map((x) => x.fingerprint);
+        if (fps.length) return fps;
+        await new Promise((r) => setTimeout(r, 10));
+      }
+      throw new Error('no instance registered within 1 s');
+    };
+    const m = new SessionProxyManager({ accounts, store: { url: 'memory:', fingerprint: 'parent-fp-1' }, noProxy: [] }).install();
+    try {
+      expect(await registered(m)).toEqual(['parent-fp-1']);
+    } finally {
+      await m.uninstall();
+    }
+    const m2 = new SessionProxyManager({ accounts, store: 'memory:', noProxy: [] }).install();
+    try {
+      expect(await registered(m2)).toEqual([expect.stringMatching(/^[0-9a-f]{16}$/)]);
+    } finally {
+      await m2.uninstall();
+    }
+    const pools: LivePools = { get: () => undefined, all: (): AccountPool[] => [] };
+    for (const store of ['redis://:pw@r:6379', { url: 'redis://:pw@r:6379', prefix: 'bots' }]) {
+      const doc = JSON.parse(liveChildConfig({ accounts, store }, pools, 'alice', 'route', 'abcd1234abcd1234')) as { store: unknown };
+      expect(doc.store).toEqual({ ...(typeof store === 'string' ? { url: store } : store), fingerprint: 'abcd1234abcd1234' });
+      // Without a fleet running (no fingerprint), the store travels as given.
+      expect((JSON.parse(liveChildConfig({ accounts, store }, pools, undefined, 'all')) as { store: unknown }).store).toEqual(store);
+    }
   });
 
   it('StoreUnavailableError is a ProxyUnavailableError with its own code', () => {

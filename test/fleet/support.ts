@@ -29,8 +29,8 @@ export interface World extends Network {
   redis: RedisServer;
 }
 
-export async function startWorld(n: number): Promise<World> {
-  const redis = await startRedis();
+export async function startWorld(n: number, options: { redisPassword?: string } = {}): Promise<World> {
+  const redis = await startRedis({ password: options.redisPassword });
   const network = await startNetwork(n);
   return {
     ...network,
@@ -74,15 +74,31 @@ export interface WorkerMessage {
   [k: string]: unknown;
 }
 
+export interface WorkerOptions {
+  /** The fixture to fork. @default fixtures/fleet-worker.mjs */
+  file?: string;
+  /** More environment variables. */
+  env?: NodeJS.ProcessEnv;
+  /** Collect stderr (of the process and of descendants that inherit it) in `stderr` instead of passing it through. */
+  captureStderr?: boolean;
+}
+
 export class Worker {
   readonly messages: WorkerMessage[] = [];
   readonly child: ChildProcess;
+  /** What the process (and descendants sharing its stderr) wrote there, with captureStderr. */
+  stderr = '';
   private nextId = 1;
   private readonly listeners = new Set<() => void>();
   exited = false;
 
-  constructor(config: object) {
-    this.child = fork(workerFile, [], { env: { PATH: process.env.PATH, FLEET_WORKER: JSON.stringify(config) }, stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv: [] });
+  constructor(config: object, options: WorkerOptions = {}) {
+    this.child = fork(options.file ?? workerFile, [], {
+      env: { PATH: process.env.PATH, ...options.env, FLEET_WORKER: JSON.stringify(config) },
+      stdio: ['ignore', 'inherit', options.captureStderr ? 'pipe' : 'inherit', 'ipc'],
+      execArgv: [],
+    });
+    this.child.stderr?.setEncoding('utf8').on('data', (d: string) => (this.stderr += d));
     this.child.on('message', (m) => {
       this.messages.push(m as WorkerMessage);
       for (const l of [...this.listeners]) l();
@@ -161,6 +177,8 @@ export interface Seen {
   ip: string;
   account: string;
   pid: number;
+  /** The process's sequence number for the account's requests (`s` in the path), when given. */
+  seq?: number;
 }
 
 export function seen(timeline: readonly EchoTimelineEntry[], from = 0): Seen[] {
@@ -169,9 +187,19 @@ export function seen(timeline: readonly EchoTimelineEntry[], from = 0): Seen[] {
     if (t.at < from) continue;
     const q = new URL(t.path, 'http://x').searchParams;
     const account = q.get('a');
-    if (account) out.push({ at: t.at, ip: t.ip, account, pid: Number(q.get('p')) });
+    if (account) out.push({ at: t.at, ip: t.ip, account, pid: Number(q.get('p')), ...(q.has('s') ? { seq: Number(q.get('s')) } : {}) });
   }
   return out.sort((a, b) => a.at - b.at);
+}
+
+export interface Handover {
+  ip: string;
+  from: string;
+  to: string;
+  /** From the last request of `from` to the first of `to` on the egress. */
+  gapMs: number;
+  lastFrom: Seen;
+  firstTo: Seen;
 }
 
 /**
@@ -180,12 +208,12 @@ export function seen(timeline: readonly EchoTimelineEntry[], from = 0): Seen[] {
  * protocol keeps it above 2 × margin (the releasing process's deadline ends
  * a margin before its lease, the quarantine a margin after).
  */
-export function handovers(s: readonly Seen[]): Array<{ ip: string; from: string; to: string; gapMs: number }> {
+export function handovers(s: readonly Seen[]): Handover[] {
   const last = new Map<string, Seen>();
-  const out: Array<{ ip: string; from: string; to: string; gapMs: number }> = [];
+  const out: Handover[] = [];
   for (const r of s) {
     const prev = last.get(r.ip);
-    if (prev && prev.account !== r.account) out.push({ ip: r.ip, from: prev.account, to: r.account, gapMs: r.at - prev.at });
+    if (prev && prev.account !== r.account) out.push({ ip: r.ip, from: prev.account, to: r.account, gapMs: r.at - prev.at, lastFrom: prev, firstTo: r });
     last.set(r.ip, r);
   }
   return out;

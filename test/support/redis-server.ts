@@ -54,7 +54,7 @@ export interface ServerProcess {
   output(): string;
 }
 
-export function serverProcess(bin: string, args: readonly string[], port: number): ServerProcess {
+export function serverProcess(bin: string, args: readonly string[], port: number, password?: string): ServerProcess {
   let child: ChildProcess | undefined;
   let output = '';
   const end = async (signal: NodeJS.Signals): Promise<void> => {
@@ -79,7 +79,7 @@ export function serverProcess(bin: string, args: readonly string[], port: number
       const deadline = Date.now() + 10_000;
       for (;;) {
         if (c.exitCode !== null) throw new Error(`redis-server exited (${c.exitCode}): ${output.slice(-500)}`);
-        if (await accepts(port)) return;
+        if (await accepts(port, password)) return;
         if (Date.now() > deadline) throw new Error(`redis-server did not accept connections within 10 s: ${output.slice(-500)}`);
         await new Promise((r) => setTimeout(r, 50));
       }
@@ -105,19 +105,20 @@ export function requireRedisServer(): string {
   return bin;
 }
 
-export async function startRedis(options: { persist?: boolean } = {}): Promise<RedisServer> {
+export async function startRedis(options: { persist?: boolean; password?: string } = {}): Promise<RedisServer> {
   const bin = requireRedisServer();
   const dir = mkdtempSync(join(tmpdir(), 'sp-redis-'));
   const port = await freePort();
   const conf = writeConfig('redis.conf.template', dir, { PORT: port, DIR: dir });
-  const server = serverProcess(bin, [conf, ...(options.persist ? ['--appendonly', 'yes', '--appendfsync', 'always'] : [])], port);
+  const args = [conf, ...(options.persist ? ['--appendonly', 'yes', '--appendfsync', 'always'] : []), ...(options.password ? ['--requirepass', options.password] : [])];
+  const server = serverProcess(bin, args, port, options.password);
   await server.start();
   return {
     port,
-    url: `redis://127.0.0.1:${port}`,
+    url: `redis://${options.password ? `:${encodeURIComponent(options.password)}@` : ''}127.0.0.1:${port}`,
     start: server.start,
     stop: server.stop,
-    command: (...args) => redisCommand(port, args),
+    command: (...args) => redisCommand(port, args, options.password),
     async close() {
       await server.stop();
       rmSync(dir, { recursive: true, force: true });
@@ -125,30 +126,38 @@ export async function startRedis(options: { persist?: boolean } = {}): Promise<R
   };
 }
 
-function accepts(port: number): Promise<boolean> {
-  return redisCommand(port, ['PING']).then(
+function accepts(port: number, password?: string): Promise<boolean> {
+  return redisCommand(port, ['PING'], password).then(
     (r) => r === 'PONG',
     () => false,
   );
 }
 
-/** One RESP command on a fresh connection (no client library: the tests check the store from outside). */
-export function redisCommand(port: number, args: readonly string[]): Promise<unknown> {
+/** One RESP command on a fresh connection (no client library: the tests check the store from outside), after AUTH with a password. */
+export function redisCommand(port: number, args: readonly string[], password?: string): Promise<unknown> {
+  const commands = password ? [['AUTH', password], args] : [args];
+  const encode = (c: readonly string[]): string => `*${c.length}\r\n${c.map((a) => `$${Buffer.byteLength(a)}\r\n${a}\r\n`).join('')}`;
   return new Promise((resolve, reject) => {
     // Marked as the library's plumbing: a test that installs a manager (tunnelSockets on) still reads the server directly.
     const s = net.connect({ port, host: '127.0.0.1', [kPlumbing]: true } as net.NetConnectOpts);
     let buf = Buffer.alloc(0);
     s.setTimeout(5000, () => s.destroy(new Error('timeout')));
     s.on('error', reject);
-    s.on('connect', () => s.write(`*${args.length}\r\n${args.map((a) => `$${Buffer.byteLength(a)}\r\n${a}\r\n`).join('')}`));
+    s.on('connect', () => s.write(commands.map(encode).join('')));
     s.on('data', (d: Buffer) => {
       buf = Buffer.concat([buf, d]);
-      const parsed = parse(buf, 0);
-      if (parsed) {
-        s.end();
-        if (parsed.value instanceof Error) reject(parsed.value);
-        else resolve(parsed.value);
+      // One reply per command; the last one is the answer (an AUTH failure is an error reply first).
+      let at = 0;
+      let parsed: { value: unknown; end: number } | undefined;
+      for (let i = 0; i < commands.length; i++) {
+        parsed = parse(buf, at);
+        if (!parsed) return;
+        if (parsed.value instanceof Error) break;
+        at = parsed.end;
       }
+      s.end();
+      if (parsed!.value instanceof Error) reject(parsed!.value);
+      else resolve(parsed!.value);
     });
   });
 }
