@@ -111,6 +111,8 @@ interface Lease {
   ready: boolean;
   /** Proxies moved away from, with the deadline their in-flight connections may write until (the drain window). */
   readonly old: Map<string, number>;
+  /** performance.now() of the last failover attempt (-Infinity: none). */
+  failoverAt: number;
   /** Tunnels opened for the account, by the fleet key they go through. */
   readonly sockets: Map<string, Set<Socket>>;
 }
@@ -216,7 +218,12 @@ export class FleetLeases {
   unavailable(account: string): Error | undefined {
     const l = this.leases.get(account);
     if (!l) return this.down && !this.acquiring.has(account) ? this.storeError(account, 'the account has no lease yet') : undefined;
-    if (performance.now() < l.deadline) return undefined;
+    if (performance.now() < l.deadline) {
+      // Still on a proxy that is down: its failover found nowhere free then (every other one held or in
+      // quarantine); try again, at most once per margin, as proxies come free. The request fails meanwhile (rotation's rule).
+      if (!this.deps.health.of(l.proxy).available) this.failoverLease(l, this.o.margin);
+      return undefined;
+    }
     if (l.epoch !== this.epoch) {
       // Leased under a store epoch that is gone: start over in the background (requests fail meanwhile).
       if (!this.acquiring.has(account)) void this.ensure(account).catch(() => undefined);
@@ -392,16 +399,20 @@ export class FleetLeases {
         .catch(() => undefined)
         .finally(() => this.reporting.delete(key));
     }
-    for (const l of this.leases.values()) {
-      if (fleetKey(l.proxy) !== key || this.moving.has(l.account)) continue;
-      const pool = this.deps.accounts.get(l.account);
-      if (!pool || !this.deps.failoverOn(pool)) continue;
-      const p = this.move(l.account, l.ver, 'failover', this.moveOrder(pool), false)
-        .then(() => this.leases.get(l.account)?.proxy ?? pool.proxies[pool.active]!)
-        .finally(() => this.moving.delete(l.account));
-      this.moving.set(l.account, p);
-      p.catch(() => undefined);
-    }
+    for (const l of this.leases.values()) if (fleetKey(l.proxy) === key) this.failoverLease(l, 0);
+  }
+
+  /** Moves the account off its (down) proxy, once for the fleet; not again within `minGapMs` of the last attempt. */
+  private failoverLease(l: Lease, minGapMs: number): void {
+    if (this.moving.has(l.account) || performance.now() - l.failoverAt < minGapMs) return;
+    const pool = this.deps.accounts.get(l.account);
+    if (!pool || !this.deps.failoverOn(pool)) return;
+    l.failoverAt = performance.now();
+    const p = this.move(l.account, l.ver, 'failover', this.moveOrder(pool), false)
+      .then(() => this.leases.get(l.account)?.proxy ?? pool.proxies[pool.active]!)
+      .finally(() => this.moving.delete(l.account));
+    this.moving.set(l.account, p);
+    p.catch(() => undefined);
   }
 
   /** One move in the store, applied here when it is made (ok) or another process made one first (stale). */
@@ -471,7 +482,7 @@ export class FleetLeases {
       if (pool.active !== index || (entry && entry !== at)) this.deps.adopt(account, index, why, closeExisting, entry, l !== undefined || pool.active !== index);
       ack = l !== undefined && l.ver !== a.ver && reason === undefined;
       if (!l) {
-        l = { account, epoch, ver: a.ver, key: target, proxy, deadline: 0, ready: false, old: new Map(), sockets: new Map() };
+        l = { account, epoch, ver: a.ver, key: target, proxy, deadline: 0, ready: false, old: new Map(), failoverAt: -Infinity, sockets: new Map() };
         this.leases.set(account, l);
       } else {
         l.epoch = epoch;
