@@ -147,6 +147,8 @@ export class FleetLeases {
   private readonly leases = new Map<string, Lease>();
   private readonly acquiring = new Map<string, Promise<void>>();
   private readonly moving = new Map<string, Promise<ProxyEndpoint>>();
+  /** Instances already reported with another configuration fingerprint. */
+  private readonly mismatched = new Set<string>();
   /** Accounts a renewal is wanted for soon (an acknowledgement, a message), coalesced. */
   private readonly renewQueue = new Set<string>();
   private renewQueued = false;
@@ -596,7 +598,9 @@ export class FleetLeases {
     } catch {
       return;
     }
-    const differ = others.filter((o) => o.fp !== this.fingerprint);
+    // Each differing instance once (hello runs again on every reconnect and empty poll).
+    const differ = others.filter((o) => o.fp !== this.fingerprint && !this.mismatched.has(o.instance));
+    for (const o of differ) this.mismatched.add(o.instance);
     if (differ.length) this.deps.mismatch({ fingerprint: this.fingerprint, instances: differ.map(({ instance, host, pid, fp }) => ({ instance, host, pid, fp })) });
     const r = await this.o.store.poll().catch(() => undefined);
     if (r) this.learnEpoch(r.epoch);
