@@ -22,8 +22,7 @@ import { enableDebugLoggingFromEnv } from './debug.js';
 import { ACCOUNT_ENV, CONFIG_FILE_ENV, hasProxies, resolveConfig, type ResolvedConfig } from './config/load.js';
 import { kInstalledBy } from './manager.js';
 import { splitNodeOptions } from './children/child-env.js';
-import { CONFIG_REF_ENV, takeWorkerConfig } from './children/inherited.js';
-import { UNAVAILABLE } from './children/config-files.js';
+import { CONFIG_REF_ENV, UNAVAILABLE, takeWorkerConfig } from './config/inherited.js';
 import { REFUSAL, type Refusal } from './routing/router.js';
 
 const kRegistered = Symbol.for('session-proxy.register.v1');

@@ -35,7 +35,7 @@ import { DEFAULT_ACCOUNT } from '../routing/account-pools.js';
 import { STORE_ENV } from '../store/index.js';
 import { childOptions, type ChildConfigMode } from './child-config.js';
 import { configFileFor } from './config-files.js';
-import { CONFIG_REF_ENV } from './inherited.js';
+import { CONFIG_REF_ENV } from '../config/inherited.js';
 
 declare const __filename: string | undefined;
 

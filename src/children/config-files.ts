@@ -28,9 +28,7 @@ import { createHash } from 'node:crypto';
 import { chmodSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-
-/** What a pointer says when there is no file to point to: not a path, so a Node child fails closed with the reason. */
-export const UNAVAILABLE = 'unavailable:';
+import { UNAVAILABLE } from '../config/inherited.js';
 
 let dir: string | undefined;
 let hooked = false;

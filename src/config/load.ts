@@ -38,7 +38,7 @@ import { setOwn } from './keys.js';
 import { kindOf } from './path.js';
 import { fail } from './report.js';
 import { BOOLEAN_KEYS, PASS_THROUGH } from './values.js';
-import { CONFIG_REF_ENV, readConfigRef } from '../children/inherited.js';
+import { CONFIG_REF_ENV, readConfigRef } from './inherited.js';
 import { resolveRules } from './rules.js';
 
 export interface LoadConfigOptions extends SessionProxyOptions {

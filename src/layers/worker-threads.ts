@@ -11,7 +11,7 @@
 import workerThreads from 'node:worker_threads';
 import { syncBuiltinESMExports } from 'node:module';
 import { state } from '../state.js';
-import { WORKER_CONFIG_KEY } from '../children/inherited.js';
+import { WORKER_CONFIG_KEY } from '../config/inherited.js';
 
 /** The Worker's options, and the configuration text it is handed (none: it gets no configuration from here). */
 export type WorkerOptionsFor = (account: string | undefined, options: workerThreads.WorkerOptions) => { options: workerThreads.WorkerOptions; config?: string };

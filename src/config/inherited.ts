@@ -1,6 +1,7 @@
 /**
- * The child's side of config-files.ts: the configuration a parent handed
- * down, as JSON text.
+ * The child's side of children/config-files.ts: the configuration a parent
+ * handed down, as JSON text (a configuration source, like a file or the
+ * environment: the loader follows the pointer).
  *
  * - A Worker finds it in worker environment data (`getEnvironmentData`,
  *   copied into each Worker when it is constructed; never its `env`). The
@@ -17,9 +18,10 @@ import { closeSync, constants, fstatSync, openSync, readFileSync } from 'node:fs
 import { isAbsolute } from 'node:path';
 import { getEnvironmentData, isMainThread, setEnvironmentData } from 'node:worker_threads';
 import { ConfigError } from '../errors.js';
-import { UNAVAILABLE } from './config-files.js';
 
 export const CONFIG_REF_ENV = 'SESSION_PROXY_CONFIG_REF';
+/** A pointer that says why there is no file (the parent could not write one): the child fails closed with that reason. */
+export const UNAVAILABLE = 'unavailable:';
 /** The worker environment data key a Worker's configuration travels under. */
 export const WORKER_CONFIG_KEY = 'session-proxy.config.v1';
 
