@@ -31,12 +31,8 @@ const kRequestRoute = Symbol('session-proxy.request-route');
 
 type Claimed = { [kServes]?: RouteKey; _parent?: unknown; _handle?: { _parentWrap?: { stream?: unknown } } | null };
 
-/** Claimed connections open now: while there are none, the request guards return at once. */
+/** Claimed connections open now: while there are none, the request guards are not subscribed (whileClaimed). */
 let claimed = 0;
-
-export function claimedConnections(): number {
-  return claimed;
-}
 
 /**
  * Work that only matters while some connection is claimed (the undici

@@ -18,7 +18,7 @@ import { AsyncResource } from 'node:async_hooks';
 import diagnostics from 'node:diagnostics_channel';
 import type { Socket } from 'node:net';
 import { state } from '../state.js';
-import { claimedConnections, crossRoute, mayUse, routeOfRequest, servedRoute, whileClaimed } from './ownership.js';
+import { crossRoute, mayUse, routeOfRequest, servedRoute, whileClaimed } from './ownership.js';
 
 /** The scope a core undici Request was created in: its handler's creation context, else the current one. */
 function scopeOf(request: object): { account: string | undefined } {
@@ -32,7 +32,6 @@ function scopeOf(request: object): { account: string | undefined } {
 export function guardUndiciRequests(): () => void {
   const createdIn = new WeakMap<object, { account: string | undefined }>();
   const onCreate = (message: unknown): void => {
-    if (claimedConnections() === 0) return;
     const request = (message as { request: object }).request;
     createdIn.set(request, scopeOf(request));
   };
