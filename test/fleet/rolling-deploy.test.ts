@@ -42,6 +42,8 @@ describe.skipIf(noRedis || needsDist)('fleet: processes with different pools (ro
     const rotatedAt = Date.now();
     expect([u[1], u[2]].map((x) => x!.replace(/:[^:@/]*@/, ':***@'))).toContain(r.to);
     const joined = await next.waitFor((m) => m.type === 'ok', 15_000);
+    // Both processes' requests after the join, then read the timeline.
+    await until(() => (new Set(seen(world.echo.timeline, Number(joined.sent)).map((x) => x.pid)).size === 2 ? true : undefined), 10_000, 'both processes after the join');
     const s = seen(world.echo.timeline, from);
     const egress = world.egress[u.findIndex((x) => x.replace(/:[^:@/]*@/, ':***@') === r.to)];
     expect(joined.ip).toBe(egress);
