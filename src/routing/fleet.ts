@@ -100,8 +100,6 @@ interface Lease {
   readonly sockets: Map<string, Set<Socket>>;
 }
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, Math.max(0, ms)).unref());
-
 export class FleetLeases {
   readonly instance = randomUUID();
   readonly fingerprint: string;
@@ -125,6 +123,8 @@ export class FleetLeases {
   private readonly sent = new Map<string, { requests: number; failures: number; bytesSent: number; bytesReceived: number }>();
   private closed = false;
   private started = false;
+  /** Requests waiting out a new epoch's settle time (ended early by close()). */
+  private readonly settleWaits = new Set<() => void>();
 
   constructor(private readonly o: FleetOptions, private readonly deps: FleetDeps) {
     this.fingerprint = configFingerprint(deps.accounts.all(), o.exclusive);
@@ -154,6 +154,7 @@ export class FleetLeases {
     this.closed = true;
     for (const t of this.timers) clearInterval(t);
     this.timers.clear();
+    for (const end of [...this.settleWaits]) end();
     if (!this.down) {
       await this.flushStats().catch(() => undefined);
       await Promise.allSettled(
@@ -259,7 +260,8 @@ export class FleetLeases {
         if (performance.now() + reply.retryIn > give) {
           throw new ProxyUnavailableError(`the fleet store ${this.o.store.where} is new or was emptied: no proxy is leased until ${Math.ceil(reply.retryIn)} ms from now (lease TTL + margin), so that no lease the store forgot can overlap`, { account });
         }
-        await sleep(reply.retryIn + 5);
+        await this.settleWait(reply.retryIn + 5);
+        if (this.closed) throw new ProxyUnavailableError('the fleet coordinator is closed (manager uninstalled)', { account });
         continue;
       }
       if (reply.status === 'none') throw new ProxyUnavailableError(`no proxy of the pool is free fleet-wide: each is down or held by another account (or still in its quarantine after a release): ${this.describe(pool)}`, { account });
@@ -269,6 +271,23 @@ export class FleetLeases {
       this.apply(account, reply, sent, reply.epoch, false);
       return;
     }
+  }
+
+  /**
+   * A request waits here: the timer holds the process open, as the
+   * request's socket will (an unref'd one let a process whose only work was
+   * that request exit mid-await); close() ends it early.
+   */
+  private settleWait(ms: number): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const end = (): void => {
+        clearTimeout(timer);
+        this.settleWaits.delete(end);
+        resolve();
+      };
+      const timer = setTimeout(end, Math.max(0, ms));
+      this.settleWaits.add(end);
+    });
   }
 
   private barrier(account: string, give: number): Promise<void> {
