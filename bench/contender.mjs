@@ -209,6 +209,7 @@ function fleetStoreOption() {
 const FLEET_POLL_MS = 500;
 const FLEET_STATS_MS = 2000;
 const renewEvery = (ttl) => Math.max(100, Math.floor(ttl / 3));
+const FLEET_STARTUP_CALLS = 2 + 4 + 4;
 
 /**
  * Watches the bench's redis-server from a client of its own (connected
@@ -240,13 +241,17 @@ async function redisObserver(store) {
     },
     /**
      * The box's figures. `timerCalls`: the most calls the coordinator's
-     * timers can make in it — polls, renewals, stats flushes (one tick more
-     * each for the edges), plus the renewal and the health read a poll adds
-     * the first time it learns the store's versions (a fresh manager).
+     * background work can make in it — polls, renewals, stats flushes (one
+     * tick more each for the edges), plus the renewal and the health read a
+     * poll adds the first time it learns the store's versions; and with
+     * `box.fresh` (a paired block, timed right after its manager was
+     * installed) the startup's own calls: hello + poll at start, and a
+     * resync (hello, poll, renewal, health) when the client connects and
+     * again when the subscriber is ready.
      */
     delta(a, b, box) {
       const w = box.wallMs;
-      const timerCalls = Math.floor(w / FLEET_POLL_MS) + 1 + Math.floor(w / renewEvery(ttl)) + 1 + Math.floor(w / FLEET_STATS_MS) + 1 + 2;
+      const timerCalls = Math.floor(w / FLEET_POLL_MS) + 1 + Math.floor(w / renewEvery(ttl)) + 1 + Math.floor(w / FLEET_STATS_MS) + 1 + 2 + (box.fresh ? FLEET_STARTUP_CALLS : 0);
       // The first INFO itself is counted in the second sample.
       return perThousand({ requests: box.n, windowMs: w, calls: b.calls - a.calls, cmds: b.cmds - a.cmds - 1, renewals: b.renewals - a.renewals, timerCalls, excess: b.calls - a.calls - timerCalls });
     },
@@ -353,7 +358,7 @@ async function paired() {
     else await fixedCount(setup.request, { count: block, concurrency });
     const wall = now() - t0;
     const cpu = process.cpuUsage(c0);
-    if (s0) storeTotals.push(setup.observer.delta(s0, await setup.observer.sample(), { n: block, wallMs: wall }));
+    if (s0) storeTotals.push(setup.observer.delta(s0, await setup.observer.sample(), { n: block, wallMs: wall, fresh: true }));
     await setup.close?.();
     return { wall, cpu: cpu.user + cpu.system };
   };

@@ -558,7 +558,7 @@ function printGroup(g) {
 
 function fleetDetail(g) {
   const lines = [];
-  lines.push('  Redis during the measured boxes, per run (paired: B\'s blocks summed): store calls / the most the background timers send (polls every 500 ms, renewals every TTL/3, stats every 2 s, edges, a fresh manager\'s first catch-up), renewal cycles inside, requests:');
+  lines.push('  Redis during the measured boxes, per run (paired: B\'s blocks summed): store calls / the most the background work sends (polls every 500 ms, renewals every TTL/3, stats every 2 s, edges, the first catch-up; paired blocks, timed right after install: + the startup\'s 10), renewal cycles inside, requests:');
   const box = (b) => (b ? `${b.calls}/${b.timerCalls} calls, ${b.renewals} renewals, ${b.requests} req` : '–');
   for (const r of g.results) {
     const runs = r.raw.filter((x) => x?.seq?.store || x?.conc?.store);
