@@ -376,7 +376,8 @@ async function paired() {
     const ratio = [];
     const cpuRatio = [];
     const aa = [];
-    const deadline = now() + budget.pairedMs;
+    // --pairedMs: a group's own time per mode (scenario 8's B blocks each connect to Redis and take their leases first).
+    const deadline = now() + Number(args.pairedMs ?? budget.pairedMs);
     storeTotals = [];
     // Triplets alternate A B A and B A B, so an effect of position (what ran
     // just before a block) falls on both setups equally.

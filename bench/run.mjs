@@ -100,8 +100,8 @@ const fdNote = process.env.SESSION_PROXY_BENCH_REEXEC
 // --- budgets ----------------------------------------------------------------------------
 
 const BUDGET = opts.quick
-  ? { warmCount: 200, warmMs: 400, seqMs: 200, concMs: 200, accountsMs: 300, rotateMs: 300, rotateMax: 30, pairedMs: 400, fleetMs: 300 }
-  : { warmCount: 1000, warmMs: 1500, seqMs: 600, concMs: 600, accountsMs: 800, rotateMs: 800, rotateMax: 120, pairedMs: 2500, fleetMs: 1000 };
+  ? { warmCount: 200, warmMs: 400, seqMs: 200, concMs: 200, accountsMs: 300, rotateMs: 300, rotateMax: 30, pairedMs: 400, fleetMs: 300, fleetPairedMs: 400 }
+  : { warmCount: 1000, warmMs: 1500, seqMs: 600, concMs: 600, accountsMs: 800, rotateMs: 800, rotateMax: 120, pairedMs: 2500, fleetMs: 1000, fleetPairedMs: 8000 };
 const ROUNDS = opts.rounds ?? (opts.quick ? 1 : undefined);
 const CHILD_TIMEOUT_MS = 90_000;
 const SERVER_KEEPALIVE_MS = 30_000;
@@ -331,6 +331,8 @@ function groups() {
       { key: 'seq.store.renewals', label: 'lease renewal cycles inside the sequential box', better: 'higher', noRatio: true },
       { key: 'conc.store.renewals', label: 'lease renewal cycles inside the 32 concurrent box', better: 'higher', noRatio: true },
       ...PAIRED,
+      { key: 'seq.triplets', label: 'paired in one process: triplets, sequential', better: 'higher', noRatio: true },
+      { key: 'conc.triplets', label: 'paired in one process: triplets, 32 concurrent', better: 'higher', noRatio: true },
       { key: 'renewals.cycleMs', label: '10,000 accounts: one renewal cycle (10 calls of 1000 accounts), ms', better: 'lower', digits: 1, noRatio: true },
       { key: 'renewals.perTtlMs', label: '10,000 accounts: renewals per 15 s TTL (3 cycles, every 5 s), ms', better: 'lower', digits: 1, noRatio: true },
       { key: 'renewals.ttlSharePct', label: '10,000 accounts: renewals per TTL, % of the 15 s TTL', better: 'lower', digits: 2, noRatio: true },
@@ -343,8 +345,8 @@ function groups() {
       c('aa', 'fetch, 8 accounts, no store (A/A)', fleet('fetch'), { routed: true, aa: 'ref' }),
       ...fleetRows('get', 'https.get', 'get', 'refget'),
       c('aaget', 'https.get, 8 accounts, no store (A/A)', fleet('get'), { routed: true, aa: 'refget', ref: 'refget' }),
-      c('pfetch', 'paired: A = fetch, no store; B = fetch, store Redis (leaseTtl 15000)', ['paired', '--a=fleet-fetch', '--b=fleet-fetch-store', '--store=redis', '--ttl=15000'], { routed: true, rounds: 1 }),
-      c('pget', 'paired: A = https.get, no store; B = https.get, store Redis (leaseTtl 15000)', ['paired', '--a=fleet-get', '--b=fleet-get-store', '--store=redis', '--ttl=15000'], { routed: true, rounds: 1 }),
+      c('pfetch', 'paired: A = fetch, no store; B = fetch, store Redis (leaseTtl 15000)', ['paired', '--a=fleet-fetch', '--b=fleet-fetch-store', '--store=redis', '--ttl=15000', `--pairedMs=${BUDGET.fleetPairedMs}`], { routed: true, rounds: 1 }),
+      c('pget', 'paired: A = https.get, no store; B = https.get, store Redis (leaseTtl 15000)', ['paired', '--a=fleet-get', '--b=fleet-get-store', '--store=redis', '--ttl=15000', `--pairedMs=${BUDGET.fleetPairedMs}`], { routed: true, rounds: 1 }),
       c('renew', 'lease renewals of 10,000 accounts held by one process (bench/fleet-renewals.mjs)', ['fleet-renewals', '--n=10000', `--cycles=${opts.quick ? 2 : 5}`], { rounds: 1 }),
     ],
   });
@@ -558,6 +560,7 @@ function printGroup(g) {
 
 function fleetDetail(g) {
   const lines = [];
+  lines.push(`  this group's time boxes: ${BUDGET.fleetMs} ms sequential and ${BUDGET.fleetMs} ms 32 concurrent per run; paired: ${BUDGET.fleetPairedMs} ms per mode (at least 4 triplets)`);
   lines.push('  Redis during the measured boxes, per run (paired: B\'s blocks summed): store calls / the most the background work sends (polls every 500 ms, renewals every TTL/3, stats every 2 s, edges, the first catch-up; paired blocks, timed right after install: + the startup\'s 10), renewal cycles inside, requests:');
   const box = (b) => (b ? `${b.calls}/${b.timerCalls} calls, ${b.renewals} renewals, ${b.requests} req` : '–');
   for (const r of g.results) {
