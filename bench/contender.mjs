@@ -188,10 +188,7 @@ async function fleetSetup(client, withStore) {
   return {
     request: (i) => m.withProxy(names[i % n], one),
     observer,
-    close: async () => {
-      await m.uninstall();
-      await observer?.close();
-    },
+    close: () => m.uninstall(),
   };
 }
 
@@ -212,15 +209,22 @@ const renewEvery = (ttl) => Math.max(100, Math.floor(ttl / 3));
 const FLEET_STARTUP_CALLS = 2 + 4 + 4;
 
 /**
- * Watches the bench's redis-server from a client of its own (connected
- * before the manager is installed; it sends nothing inside a time box):
+ * Watches the bench's redis-server from a client of its own, one per
+ * process (connected before the first manager is installed, kept across
+ * paired blocks so that a B block sets up exactly what an app does; it
+ * sends nothing inside a time box):
  * `INFO stats commandstats` before and after a box gives the store's round
  * trips (EVALSHA/EVAL calls: every store operation is one, store/redis.ts)
  * and every command the server ran (including those inside the scripts);
  * a keyspace notification per HSET of acct0's holders hash counts lease
  * renewal cycles (one call renews all accounts).
  */
-async function redisObserver(store) {
+let observing;
+function redisObserver(store) {
+  return (observing ??= startObserver(store));
+}
+
+async function startObserver(store) {
   const ttl = store.leaseTtl ?? 15_000;
   const { createClient } = await import('redis');
   const client = createClient({ url: store.url });
@@ -722,6 +726,7 @@ async function main() {
   const t0 = now();
   const result = await workload();
   result.elapsedMs = now() - t0;
+  await (await observing)?.close();
   process.stdout.write(`BENCH_RESULT ${JSON.stringify(result)}\n`);
 }
 
