@@ -101,7 +101,7 @@ const fdNote = process.env.SESSION_PROXY_BENCH_REEXEC
 
 const BUDGET = opts.quick
   ? { warmCount: 200, warmMs: 400, seqMs: 200, concMs: 200, accountsMs: 300, rotateMs: 300, rotateMax: 30, pairedMs: 400, fleetMs: 300, fleetPairedMs: 400 }
-  : { warmCount: 1000, warmMs: 1500, seqMs: 600, concMs: 600, accountsMs: 800, rotateMs: 800, rotateMax: 120, pairedMs: 2500, fleetMs: 1000, fleetPairedMs: 8000 };
+  : { warmCount: 1000, warmMs: 1500, seqMs: 600, concMs: 600, accountsMs: 800, rotateMs: 800, rotateMax: 120, pairedMs: 2500, fleetMs: 1000, fleetPairedMs: 6000 };
 const ROUNDS = opts.rounds ?? (opts.quick ? 1 : undefined);
 const CHILD_TIMEOUT_MS = 90_000;
 const SERVER_KEEPALIVE_MS = 30_000;
@@ -175,6 +175,9 @@ const SEQCONC = [
  * `aa: 'x'` marks the A/A twin of contender x (same command, second row).
  * `rounds` on a contender caps how many rounds it runs in.
  */
+/** a0 b0 a1 b1 …: the run order of two lists of contenders, alternating. */
+const interleave = (a, b) => Array.from({ length: Math.max(a.length, b.length) }, (_, i) => [a[i], b[i]]).flat().filter(Boolean);
+
 function groups() {
   const g = [];
   const c = (key, label, argv, extra = {}) => ({ key, label, argv, ...extra });
@@ -345,10 +348,12 @@ function groups() {
       c('aa', 'fetch, 8 accounts, no store (A/A)', fleet('fetch'), { routed: true, aa: 'ref' }),
       ...fleetRows('get', 'https.get', 'get', 'refget'),
       c('aaget', 'https.get, 8 accounts, no store (A/A)', fleet('get'), { routed: true, aa: 'refget', ref: 'refget' }),
-      c('pfetch', 'paired: A = fetch, no store; B = fetch, store Redis (leaseTtl 15000)', ['paired', '--a=fleet-fetch', '--b=fleet-fetch-store', '--store=redis', '--ttl=15000', `--pairedMs=${BUDGET.fleetPairedMs}`], { routed: true, rounds: 1 }),
-      c('pget', 'paired: A = https.get, no store; B = https.get, store Redis (leaseTtl 15000)', ['paired', '--a=fleet-get', '--b=fleet-get-store', '--store=redis', '--ttl=15000', `--pairedMs=${BUDGET.fleetPairedMs}`], { routed: true, rounds: 1 }),
+      c('pfetch', 'paired: A = fetch, no store; B = fetch, store Redis (leaseTtl 15000)', ['paired', '--a=fleet-fetch', '--b=fleet-fetch-store', '--store=redis', '--ttl=15000', `--pairedMs=${BUDGET.fleetPairedMs}`, '--startupMs=650'], { routed: true, rounds: 1 }),
+      c('pget', 'paired: A = https.get, no store; B = https.get, store Redis (leaseTtl 15000)', ['paired', '--a=fleet-get', '--b=fleet-get-store', '--store=redis', '--ttl=15000', `--pairedMs=${BUDGET.fleetPairedMs}`, '--startupMs=650'], { routed: true, rounds: 1 }),
       c('renew', 'lease renewals of 10,000 accounts held by one process (bench/fleet-renewals.mjs)', ['fleet-renewals', '--n=10000', `--cycles=${opts.quick ? 2 : 5}`], { rounds: 1 }),
     ],
+    // Runs alternate fetch and https.get rows: a disturbance of a few seconds on the machine falls on both clients' rows, not on one client's store rows.
+    order: (cs) => interleave(cs.filter((x) => !x.key.endsWith('get') && !x.key.startsWith('p') && x.key !== 'renew'), cs.filter((x) => x.key.endsWith('get') && !x.key.startsWith('p'))).concat(cs.filter((x) => x.key.startsWith('p') || x.key === 'renew')),
   });
   const picked = g.filter((x) => !opts.scenarios || opts.scenarios.some((s) => x.scenarios.includes(s) || x.id === s));
   // --only: a subset of contenders (and the references they are compared with).
@@ -494,7 +499,7 @@ async function runGroup(infra, group, node) {
   const rounds = ROUNDS ?? group.rounds;
   const runs = Object.fromEntries(group.contenders.map((c) => [c.key, []]));
   for (let r = 0; r < rounds; r++) {
-    for (const c of group.contenders) {
+    for (const c of group.order ? group.order(group.contenders) : group.contenders) {
       if (c.rounds !== undefined && r >= c.rounds) continue;
       const res = await runChild(infra, node, c.argv);
       if (res.error) process.stderr.write(`  ! ${group.id}/${c.key} (${node.label}) round ${r + 1}: ${res.error}\n`);
@@ -560,7 +565,7 @@ function printGroup(g) {
 
 function fleetDetail(g) {
   const lines = [];
-  lines.push(`  this group's time boxes: ${BUDGET.fleetMs} ms sequential and ${BUDGET.fleetMs} ms 32 concurrent per run; paired: ${BUDGET.fleetPairedMs} ms per mode (at least 4 triplets)`);
+  lines.push(`  this group's time boxes: ${BUDGET.fleetMs} ms sequential and ${BUDGET.fleetMs} ms 32 concurrent per run; paired: ${BUDGET.fleetPairedMs} ms per mode (at least 4 triplets), each block (A and B) running untimed requests until 650 ms after its install, so a store manager's startup (connect, hello, resyncs, the first poll at 500 ms) is over before its clock starts`);
   lines.push('  Redis during the measured boxes, per run (paired: B\'s blocks summed): store calls / the most the background work sends (polls every 500 ms, renewals every TTL/3, stats every 2 s, edges, the first catch-up; paired blocks, timed right after install: + the startup\'s 10), renewal cycles inside, requests:');
   const box = (b) => (b ? `${b.calls}/${b.timerCalls} calls, ${b.renewals} renewals, ${b.requests} req` : '–');
   for (const r of g.results) {
