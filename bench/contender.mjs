@@ -154,22 +154,187 @@ const setups = {
   },
 };
 
+// --- scenario 8: the fleet store ---------------------------------------------------
+
+/**
+ * N accounts (default 8), each its own identity on the mock proxy, requests
+ * round-robin over them, each in withProxy(account) — the same client and
+ * scope as scenario 1's session-proxy contenders — with or without the
+ * `store` option (--store=memory|redis, --ttl=leaseTtl ms):
+ *   fleet-fetch / fleet-get              no store (the reference)
+ *   fleet-fetch-store / fleet-get-store  the same accounts with `store`
+ * Every account makes its first request before the setup returns (with a
+ * store: its lease; a new in-process store first settles TTL + margin, as
+ * a brand-new fleet does), so the warm-up and the time boxes only see
+ * accounts whose leases hold and are renewed in the background.
+ */
+async function fleetSetup(client, withStore) {
+  const n = Number(args.accounts ?? 8);
+  const store = withStore ? fleetStoreOption() : undefined;
+  const observer = store && args.store === 'redis' ? await redisObserver(store) : undefined;
+  const base = new URL(proxyUrl('mock'));
+  const accounts = {};
+  const names = [];
+  for (let i = 0; i < n; i++) {
+    const u = new URL(base);
+    u.username = `fleet${i}`;
+    u.password = `pw${i}`;
+    names.push(`acct${i}`);
+    accounts[`acct${i}`] = u.href;
+  }
+  const m = await installManager({ accounts, noProxy: [], ...(store ? { store } : {}) });
+  const one = client === 'fetch' ? () => fetchOnce(TARGET) : () => getOnce(TARGET);
+  await Promise.all(names.map((name) => m.withProxy(name, one)));
+  return {
+    request: (i) => m.withProxy(names[i % n], one),
+    observer,
+    close: () => m.uninstall(),
+  };
+}
+
+function fleetStoreOption() {
+  const ttl = args.ttl === undefined ? {} : { leaseTtl: Number(args.ttl) };
+  if (args.store === 'memory') return { url: 'memory:', ...ttl };
+  if (args.store === 'redis') {
+    if (!config.redis) throw new Error('redis-server is not available in this run');
+    return { url: config.redis.url, prefix: config.redis.prefix, ...ttl };
+  }
+  throw new Error(`--store=memory|redis, not ${args.store}`);
+}
+
+/** The fleet coordinator's timers (routing/fleet.ts defaults): the only source of store calls while leases hold. */
+const FLEET_POLL_MS = 500;
+const FLEET_STATS_MS = 2000;
+const renewEvery = (ttl) => Math.max(100, Math.floor(ttl / 3));
+const FLEET_STARTUP_CALLS = 2 + 4 + 4;
+
+/**
+ * Watches the bench's redis-server from a client of its own, one per
+ * process (connected before the first manager is installed, kept across
+ * paired blocks so that a B block sets up exactly what an app does; it
+ * sends nothing inside a time box):
+ * `INFO stats commandstats` before and after a box gives the store's round
+ * trips (EVALSHA/EVAL calls: every store operation is one, store/redis.ts)
+ * and every command the server ran (including those inside the scripts);
+ * a keyspace notification per HSET of acct0's holders hash counts lease
+ * renewal cycles (one call renews all accounts).
+ */
+let observing;
+function redisObserver(store) {
+  return (observing ??= startObserver(store));
+}
+
+async function startObserver(store) {
+  const ttl = store.leaseTtl ?? 15_000;
+  const { createClient } = await import('redis');
+  const client = createClient({ url: store.url });
+  client.on('error', () => undefined);
+  await client.connect();
+  const sub = client.duplicate();
+  sub.on('error', () => undefined);
+  await sub.connect();
+  let renewals = 0;
+  await sub.subscribe(`__keyspace@0__:{${store.prefix}}:h:acct0`, (event) => {
+    if (event === 'hset') renewals++;
+  });
+  const field = (text, re) => Number(re.exec(text)?.[1] ?? 0);
+  return {
+    async sample() {
+      const info = String(await client.sendCommand(['INFO', 'stats', 'commandstats']));
+      return { cmds: field(info, /total_commands_processed:(\d+)/), calls: field(info, /cmdstat_evalsha:calls=(\d+)/) + field(info, /cmdstat_eval:calls=(\d+)/), renewals };
+    },
+    /**
+     * The box's figures. `timerCalls`: the most calls the coordinator's
+     * background work can make in it — polls, renewals, stats flushes (one
+     * tick more each for the edges), plus the renewal and the health read a
+     * poll adds the first time it learns the store's versions; and with
+     * `box.fresh` (a paired block, timed right after its manager was
+     * installed) the startup's own calls: hello + poll at start, and a
+     * resync (hello, poll, renewal, health) when the client connects and
+     * again when the subscriber is ready.
+     */
+    delta(a, b, box) {
+      const w = box.wallMs;
+      const timerCalls = Math.floor(w / FLEET_POLL_MS) + 1 + Math.floor(w / renewEvery(ttl)) + 1 + Math.floor(w / FLEET_STATS_MS) + 1 + 2 + (box.fresh ? FLEET_STARTUP_CALLS : 0);
+      // The first INFO itself is counted in the second sample.
+      return perThousand({ requests: box.n, windowMs: w, calls: b.calls - a.calls, cmds: b.cmds - a.cmds - 1, renewals: b.renewals - a.renewals, timerCalls, excess: b.calls - a.calls - timerCalls });
+    },
+    async close() {
+      sub.destroy();
+      client.destroy();
+    },
+  };
+}
+
+function perThousand(x) {
+  return { ...x, callsPer1k: (1000 * x.calls) / x.requests, cmdsPer1k: (1000 * x.cmds) / x.requests };
+}
+
+/** Several boxes (paired blocks) as one: sums; `excess` is the worst box's. */
+function sumWindows(list) {
+  const sum = (k) => list.reduce((t, x) => t + x[k], 0);
+  return perThousand({ boxes: list.length, requests: sum('requests'), windowMs: sum('windowMs'), calls: sum('calls'), cmds: sum('cmds'), renewals: sum('renewals'), timerCalls: sum('timerCalls'), excess: Math.max(...list.map((x) => x.excess)) });
+}
+
+Object.assign(setups, {
+  'fleet-fetch': () => fleetSetup('fetch', false),
+  'fleet-fetch-store': () => fleetSetup('fetch', true),
+  'fleet-get': () => fleetSetup('get', false),
+  'fleet-get-store': () => fleetSetup('get', true),
+});
+
+/**
+ * Scenario 8's renewal figure: 10,000 accounts' leases held by one process,
+ * renewed in batches of 1000 (bench/fleet-renewals.mjs), against the
+ * bench's redis-server under a prefix of its own.
+ */
+async function fleetRenewals() {
+  if (!config.redis) throw new Error('redis-server is not available in this run');
+  const { measureRenewals, medianOf } = await import('./fleet-renewals.mjs');
+  const r = await measureRenewals({ url: config.redis.url, n: Number(args.n ?? 10_000), cycles: Number(args.cycles ?? 5) });
+  const cycleMs = medianOf(r.rounds.map((x) => x.ms));
+  return {
+    ...r,
+    renewals: {
+      cycleMs,
+      perTtlMs: (r.ttl / r.intervalMs) * cycleMs,
+      ttlSharePct: (100 * (r.ttl / r.intervalMs) * cycleMs) / r.ttl,
+      intervalSharePct: (100 * cycleMs) / r.intervalMs,
+      cpuMsPerCycle: medianOf(r.rounds.map((x) => x.cpuMs)),
+      longestBatchMs: Math.max(...r.rounds.map((x) => x.longestBatchMs)),
+      acquireUs: (1000 * r.acquireMs) / r.n,
+    },
+  };
+}
+
 // --- workloads ------------------------------------------------------------------
 
 /** Scenarios 1, 2, 3, 6: sequential then 32-way concurrent, after a count-based warm-up. */
 async function seqconc(setupName) {
   const setup = await setups[setupName]();
   const out = {};
+  // --seqMs / --concMs: a group's own time boxes (scenario 8's are longer, so renewals fall inside them).
+  const seqMs = Number(args.seqMs ?? budget.seqMs);
+  const concMs = Number(args.concMs ?? budget.concMs);
   out.warmupRequests = await warmup(setup.request, { count: budget.warmCount, ms: budget.warmMs });
-  out.seq = await sequential(setup.request, { ms: budget.seqMs, max: 1e6, min: 20 });
+  out.seq = await storeWindow(setup, () => sequential(setup.request, { ms: seqMs, max: 1e6, min: 20 }));
   if (args.conc !== 'false') {
     const concurrency = Number(args.concurrency ?? 32);
     // Opens the 32 connections before the clock starts.
     await concurrent(setup.request, { ms: 150, max: 4 * concurrency, concurrency });
-    out.conc = await concurrent(setup.request, { ms: budget.concMs, max: 1e6, concurrency });
+    out.conc = await storeWindow(setup, () => concurrent(setup.request, { ms: concMs, max: 1e6, concurrency }));
   }
   await setup.close?.();
   return out;
+}
+
+/** A time box; with a Redis store, what the store's server did during it (`store`, see redisObserver). */
+async function storeWindow(setup, box) {
+  if (!setup.observer) return box();
+  const before = await setup.observer.sample();
+  const r = await box();
+  r.store = setup.observer.delta(before, await setup.observer.sample(), r);
+  return r;
 }
 
 /**
@@ -187,21 +352,31 @@ async function paired() {
   const B = args.b;
   const med = (a) => quantile([...a].sort((x, y) => x - y), 0.5);
   const q = (a, p) => quantile([...a].sort((x, y) => x - y), p);
-  const runBlock = async (name, concurrency, block) => {
+  // --startupMs (scenario 8): untimed requests until this long after the block's install, A and B alike:
+  // a store manager's startup (connect, hello, two resyncs, the first poll at 500 ms and its catch-up)
+  // is over before the clock starts. An app installs once; its startup is not the request path.
+  const startupMs = Number(args.startupMs ?? 0);
+  const runBlock = async (name, concurrency, block, timed = true) => {
+    const installed = now();
     const setup = await setups[name]();
     await fixedCount(setup.request, { count: Math.max(2 * concurrency, 10), concurrency });
+    if (startupMs && timed) await warmup(setup.request, { count: 1e6, ms: installed + startupMs - now(), concurrency });
+    const s0 = await setup.observer?.sample();
     const c0 = process.cpuUsage();
     const t0 = now();
     if (concurrency === 1) for (let i = 0; i < block; i++) await setup.request(i);
     else await fixedCount(setup.request, { count: block, concurrency });
     const wall = now() - t0;
     const cpu = process.cpuUsage(c0);
+    if (s0) storeTotals.push(setup.observer.delta(s0, await setup.observer.sample(), { n: block, wallMs: wall, fresh: true }));
     await setup.close?.();
     return { wall, cpu: cpu.user + cpu.system };
   };
+  /** With a Redis store (scenario 8): what its server did during the timed blocks. */
+  let storeTotals = [];
   // Warm-up: both setups, alternating, until warmCount requests were made.
   for (let done = 0, k = 0; done < budget.warmCount && k < 40; k++) {
-    await runBlock(k % 2 ? B : A, 8, 100);
+    await runBlock(k % 2 ? B : A, 8, 100, false);
     done += 110;
   }
   const out = { a: A, b: B };
@@ -211,7 +386,9 @@ async function paired() {
     const ratio = [];
     const cpuRatio = [];
     const aa = [];
-    const deadline = now() + budget.pairedMs;
+    // --pairedMs: a group's own time per mode (scenario 8's B blocks each connect to Redis and take their leases first).
+    const deadline = now() + Number(args.pairedMs ?? budget.pairedMs);
+    storeTotals = [];
     // Triplets alternate A B A and B A B, so an effect of position (what ran
     // just before a block) falls on both setups equally.
     for (let k = 0; k < 100 && (k < 4 || now() < deadline); k++) {
@@ -232,6 +409,7 @@ async function paired() {
       }
     }
     out[mode] = { triplets: ratio.length, block, ratio: med(ratio), ratioP25: q(ratio, 0.25), ratioP75: q(ratio, 0.75), cpuRatio: med(cpuRatio), aa: med(aa), aaP25: q(aa, 0.25), aaP75: q(aa, 0.75) };
+    if (storeTotals.length) out[mode].store = sumWindows(storeTotals);
   }
   return out;
 }
@@ -545,6 +723,7 @@ const workloads = {
   'accounts-handwired': accountsHandwired,
   'rotate-sp': rotateSp,
   'rotate-ref': rotateRef,
+  'fleet-renewals': fleetRenewals,
 };
 
 async function main() {
@@ -553,6 +732,7 @@ async function main() {
   const t0 = now();
   const result = await workload();
   result.elapsedMs = now() - t0;
+  await (await observing)?.close();
   process.stdout.write(`BENCH_RESULT ${JSON.stringify(result)}\n`);
 }
 

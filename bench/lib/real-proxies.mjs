@@ -1,6 +1,7 @@
 /**
- * tinyproxy (HTTP CONNECT) and microsocks (SOCKS5) from Debian, started by
- * the bench on a free 127.0.0.1 port with a temp config, when installed.
+ * tinyproxy (HTTP CONNECT), microsocks (SOCKS5) and redis-server (the fleet
+ * store of scenario 8) from Debian, started by the bench on a free 127.0.0.1
+ * port with a temp config, when installed.
  * Small bits adapted from test/support/real-proxies.ts (not imported: the
  * bench only reads dist/ and its own files). Loopback only: tinyproxy gets a
  * default-deny filter that allows loopback destinations; microsocks has no
@@ -164,4 +165,41 @@ export function startMicrosocks() {
   const bin = binaryPath('microsocks');
   if (!bin) return Promise.resolve(null);
   return launch('microsocks', bin, ({ port }) => ({ args: ['-i', HOST, '-p', String(port), '-b', HOST] }), 'socks5');
+}
+
+/**
+ * redis-server for scenario 8 (the fleet store): the configuration of
+ * test/fixtures/redis/redis.conf.template (loopback only, no persistence),
+ * plus keyspace notifications for hash commands, so a contender can count
+ * lease renewals (each one an HSET of the account's holders hash) as events.
+ */
+export function startRedis() {
+  const bin = binaryPath('redis-server');
+  if (!bin) return Promise.resolve(null);
+  return launch(
+    'redis-server',
+    bin,
+    ({ dir, port }) => {
+      const conf = [
+        `bind ${HOST}`,
+        `port ${port}`,
+        `dir ${dir}`,
+        'protected-mode yes',
+        'daemonize no',
+        'supervised no',
+        'logfile ""',
+        'loglevel warning',
+        'save ""',
+        'appendonly no',
+        'databases 4',
+        'maxclients 200',
+        'notify-keyspace-events Kh',
+        '',
+      ].join('\n');
+      const confFile = path.join(dir, 'redis.conf');
+      fs.writeFileSync(confFile, conf);
+      return { args: [confFile] };
+    },
+    'redis',
+  );
 }

@@ -117,8 +117,6 @@ interface Lease {
   readonly sockets: Map<string, Set<Socket>>;
 }
 
-/** A wait a request depends on (the settle time): it keeps the process alive, as the request itself would. */
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, Math.max(0, ms)));
 /**
  * The store's connections do not keep the process alive (plumbing kBackground): while the app
  * waits on the store (a request at the gate, rotate()), this does, as the request itself would.
@@ -167,6 +165,8 @@ export class FleetLeases {
   private started = false;
   /** Settles when the store first answered (or failed to): the first requests wait for it, bounded by their gate. */
   private connected: Promise<void> = Promise.resolve();
+  /** Requests waiting out a new epoch's settle time (ended early by close()). */
+  private readonly settleWaits = new Set<() => void>();
 
   constructor(private readonly o: FleetOptions, private readonly deps: FleetDeps) {
     this.fingerprint = o.fingerprint ?? configFingerprint(deps.accounts.all(), o.exclusive);
@@ -197,6 +197,7 @@ export class FleetLeases {
     this.closed = true;
     for (const t of this.timers) clearInterval(t);
     this.timers.clear();
+    for (const end of [...this.settleWaits]) end();
     if (!this.down) {
       await this.flushStats().catch(() => undefined);
       await Promise.allSettled(
@@ -309,7 +310,8 @@ export class FleetLeases {
         if (performance.now() + reply.retryIn > give) {
           throw new ProxyUnavailableError(`the fleet store ${this.o.store.where} is new or was emptied: no proxy is leased until ${Math.ceil(reply.retryIn)} ms from now (lease TTL + margin), so that no lease the store forgot can overlap`, { account });
         }
-        await sleep(reply.retryIn + 5);
+        await this.settleWait(reply.retryIn + 5);
+        if (this.closed) throw new ProxyUnavailableError('the fleet coordinator is closed (manager uninstalled)', { account });
         continue;
       }
       if (reply.status === 'none') throw new ProxyUnavailableError(`no proxy of the pool is free fleet-wide: each is down or held by another account (or still in its quarantine after a release): ${this.describe(pool)}`, { account });
@@ -319,6 +321,23 @@ export class FleetLeases {
       this.apply(account, reply, sent, reply.epoch, false);
       return;
     }
+  }
+
+  /**
+   * A request waits here: the timer holds the process open, as the
+   * request's socket will (an unref'd one let a process whose only work was
+   * that request exit mid-await); close() ends it early.
+   */
+  private settleWait(ms: number): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const end = (): void => {
+        clearTimeout(timer);
+        this.settleWaits.delete(end);
+        resolve();
+      };
+      const timer = setTimeout(end, Math.max(0, ms));
+      this.settleWaits.add(end);
+    });
   }
 
   private barrier(account: string, give: number): Promise<void> {
