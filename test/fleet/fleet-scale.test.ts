@@ -17,7 +17,8 @@
  * and it counts what it saw (handovers, gaps, drain windows) so the
  * evidence is not thin. Heavy: it runs once, on Node 20
  * (SESSION_PROXY_FLEET_HEAVY=1 runs it anywhere);
- * SESSION_PROXY_FLEET_SCALE=PxGROUPSxGxK sets the size (default 4x12x4x6).
+ * SESSION_PROXY_FLEET_SCALE=PxGROUPSxGxK sets the size (default 4x10x5x12:
+ * the issue's 4 processes × 25 accounts over 120 proxies).
  */
 import { afterAll, describe, expect, it } from 'vitest';
 import { needsDist } from '../ecosystem/support/run.js';
@@ -25,7 +26,7 @@ import { noRedis } from '../support/redis-server.js';
 import { Worker, egressChanges, handovers, seen, startWorld, until, type Seen, type World } from './support.js';
 
 const heavy = process.env.SESSION_PROXY_FLEET_HEAVY === '1' || process.versions.node.startsWith('20.');
-const [P, GROUPS, G, K] = (process.env.SESSION_PROXY_FLEET_SCALE ?? '4x12x4x6').split('x').map(Number) as [number, number, number, number];
+const [P, GROUPS, G, K] = (process.env.SESSION_PROXY_FLEET_SCALE ?? '4x10x5x12').split('x').map(Number) as [number, number, number, number];
 const ttl = 2000;
 const margin = 400; // store/index.ts leaseMargin(2000)
 const runMs = 20_000;
