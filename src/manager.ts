@@ -287,7 +287,7 @@ export class SessionProxyManager<A extends string = string> extends EventEmitter
       leaks: this.leaks,
       opener: (account, proxy, probe) => this.tunnels.opener(account, proxy, probe),
       select: (account) => this.rotation.select(account),
-      unavailable: (account, proxy) => this.egress.quarantineError(account) ?? this.fleet?.unavailable(account) ?? this.rotation.unavailable(account, proxy),
+      unavailable: (account, proxy) => this.egress.quarantineError(account) ?? this.fleet?.unavailable(account) ?? this.proxyDown(account, proxy),
       counted: (account, proxy) => {
         this.traffic.request(account, proxy.identityKey);
         this.watch.touch(account);
@@ -639,6 +639,13 @@ export class SessionProxyManager<A extends string = string> extends EventEmitter
         changed: () => void self.connections.retire(DEFAULT_ACCOUNT, self.pac!.endpoint),
       },
     );
+  }
+
+  /** The account's proxy is down with nowhere to go (rotation's rule); in a fleet, a refused request also retries the failover. */
+  private proxyDown(account: string, proxy: ProxyEndpoint): Error | undefined {
+    const refused = this.rotation.unavailable(account, proxy);
+    if (refused) this.fleet?.retryFailover(account);
+    return refused;
   }
 
   /** Moves the account to its next proxy (a new session on a gateway): through the store in a fleet, here otherwise. */

@@ -221,12 +221,7 @@ export class FleetLeases {
   unavailable(account: string): Error | undefined {
     const l = this.leases.get(account);
     if (!l) return this.down && !this.acquiring.has(account) ? this.storeError(account, 'the account has no lease yet') : undefined;
-    if (performance.now() < l.deadline) {
-      // Still on a proxy that is down: its failover found nowhere free then (every other one held or in
-      // quarantine); try again, at most once per margin, as proxies come free. The request fails meanwhile (rotation's rule).
-      if (!this.deps.health.of(l.proxy).available) this.failoverLease(l, this.o.margin);
-      return undefined;
-    }
+    if (performance.now() < l.deadline) return undefined;
     if (l.epoch !== this.epoch) {
       // Leased under a store epoch that is gone: start over in the background (requests fail meanwhile).
       if (!this.acquiring.has(account)) void this.ensure(account).catch(() => undefined);
@@ -421,6 +416,16 @@ export class FleetLeases {
         .finally(() => this.reporting.delete(key));
     }
     for (const l of this.leases.values()) if (fleetKey(l.proxy) === key) this.failoverLease(l, 0);
+  }
+
+  /**
+   * A request of the account was refused because its proxy is down: its failover found nowhere free
+   * then (every other proxy held or in quarantine). Try again, at most once per margin, so the account
+   * moves as soon as a proxy comes free rather than when the cooldown ends.
+   */
+  retryFailover(account: string): void {
+    const l = this.leases.get(account);
+    if (l) this.failoverLease(l, this.o.margin);
   }
 
   /** Moves the account off its (down) proxy, once for the fleet; not again within `minGapMs` of the last attempt. */
