@@ -9,7 +9,8 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { SessionProxyManager } from '../../src/index.js';
 import { startEchoServer, startMockGateway, type EchoServer, type MockGateway } from '../../src/testing/index.js';
-import { needsDist, runProbe } from '../children/support.js';
+import { execFile } from 'node:child_process';
+import { needsDist, root, runProbe } from '../children/support.js';
 import { noRedis, startRedis, type RedisServer } from '../support/redis-server.js';
 
 const PASSWORD = 'gw-child-Secr3t';
@@ -33,6 +34,14 @@ afterAll(async () => {
 
 const gateway = () => ({ url: gw.urlFor('http', { username: 'customer-acme', password: PASSWORD }), gateway: 'oxylabs' as const, country: 'de' });
 
+/** What the child's own manager has for the account: a gateway session (gateway, session), or a plain proxy. */
+function childView(m: SessionProxyManager, account: string): Promise<{ gateway?: string; session?: string }> {
+  const script = `import('session-proxy').then((sp) => { const p = sp.getManager().current(${JSON.stringify(account)}); console.log(JSON.stringify({ gateway: p.gateway, session: p.session })); });`;
+  return m.withProxy(account, () => new Promise((resolve, reject) =>
+    execFile(process.execPath, ['-e', script], { cwd: root, timeout: 20_000 }, (err, stdout, stderr) => (err ? reject(new Error(`${err.message}: ${stderr}`)) : resolve(JSON.parse(stdout.trim().split('\n').pop()!)))),
+  ));
+}
+
 async function childOf(m: SessionProxyManager, account: string): Promise<{ ip: string | undefined; sessions: Set<string | undefined>; error?: unknown }> {
   const before = gw.log.length;
   const r = await m.withProxy(account, () => runProbe(echo.httpUrl));
@@ -48,6 +57,8 @@ describe.skipIf(needsDist)('a child in a gateway account’s scope', () => {
     expect(child.error).toBeUndefined();
     expect(child.ip).toBe(exit);
     expect(child.sessions).toEqual(new Set([session]));
+    // The child runs the gateway on that session (it can renew it), not a bare URL that happens to carry it.
+    expect(await childView(manager, 'alice')).toEqual({ gateway: 'oxylabs', session });
     const next = (await manager.rotate('alice')).session!;
     const again = await childOf(manager, 'alice');
     expect(again.sessions).toEqual(new Set([next]));
